@@ -1,0 +1,192 @@
+"""The training and evaluation loops, and a from-scratch trainer with resume.
+
+    python train.py --model resnet50 --epochs 30 --data-dir data/cifar10-jpg --out ~/.cache/resnet50-run
+
+Model selection uses a class-balanced validation split carved out of the
+training images with a fixed seed; the test split is never looked at here.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+import utils
+
+LOG_EVERY = 100  # steps between the course's "Epoch [..], Step [..] Loss: .." lines
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on GPUs that support it; a no-op on CPU, where it did not pay (see bench.py)."""
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def progress(iterable, total: int, desc: str):
+    """A progress bar on stderr, only when stderr is a terminal (logs and pipes stay clean)."""
+    return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+
+
+def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, epochs: int, scheduler=None) -> float:
+    """One pass over `batches`; prints the course's step lines; returns the mean loss."""
+    model.train()
+    total_steps = len(batches)
+    window_loss, window_steps, epoch_loss = 0.0, 0, 0.0
+    for step, (images, labels) in enumerate(progress(batches, total_steps, f"epoch {epoch}"), start=1):
+        with autocast(device):
+            loss = criterion(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_value = loss.item()
+        if loss_value != loss_value:  # NaN: stop before the weights are ruined further
+            raise utils.UserError(f"the loss became NaN at epoch {epoch}, step {step}: lower --lr and try again.")
+        window_loss += loss_value
+        window_steps += 1
+        epoch_loss += loss_value
+        if step % LOG_EVERY == 0 or step == total_steps:
+            tqdm.write(f"Epoch [{epoch}/{epochs}], Step [{step}/{total_steps}] Loss: {window_loss / window_steps:.4f}")
+            sys.stdout.flush()
+            window_loss, window_steps = 0.0, 0
+    return epoch_loss / total_steps
+
+
+@torch.inference_mode()
+def evaluate(model, batches, device, split_name: str = "test", criterion=None) -> tuple[float, float]:
+    """Accuracy (%) and mean loss on `batches`; prints the course's accuracy line."""
+    model.eval()
+    correct, seen, loss_sum = 0, 0, 0.0
+    for images, labels in progress(batches, len(batches), "evaluating"):
+        with autocast(device):
+            logits = model(images)
+        if criterion is not None:
+            loss_sum += criterion(logits.float(), labels).item() * len(labels)
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += len(labels)
+    accuracy = 100.0 * correct / seen
+    print(f"Accuracy of the model on the {split_name} images: {accuracy:.2f} %", flush=True)
+    return accuracy, loss_sum / seen
+
+
+def zero_init_last_bn(model: nn.Module) -> None:
+    """Start every residual branch at zero, so each block begins as its shortcut (Goyal et al., 2017)."""
+    from resnet import ResidualBlock
+    for module in model.modules():
+        if isinstance(module, ResidualBlock):
+            nn.init.zeros_(module.layer[-1][1].weight)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a model on CIFAR-10 from scratch, choosing the best epoch on a validation split.")
+    parser.add_argument("--model", choices=["resnet50", "vgg16"], default="resnet50", help="architecture to train (default: resnet50)")
+    parser.add_argument("--epochs", type=int, default=30, help="number of epochs of the one-cycle schedule (default: 30)")
+    parser.add_argument("--batch-size", type=int, default=128, help="training mini-batch size (default: 128)")
+    parser.add_argument("--lr", type=float, default=0.2, help="peak learning rate of the one-cycle schedule (default: 0.2)")
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default: 5e-4)")
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss (default: 0.1)")
+    parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ (default: download into data/)")
+    parser.add_argument("--classes", help="comma-separated subset of CIFAR-10 classes, e.g. airplane,automobile,bird (default: all ten)")
+    parser.add_argument("--val-per-class", type=int, default=500, help="training images per class held out for validation (default: 500)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed that picks the validation images (default: 0)")
+    parser.add_argument("--out", default="runs/train", help="folder for last.pt, best.pt, history.json (default: runs/train)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out/last.pt")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation (default: 0)")
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "val_per_class"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be a positive whole number, got {getattr(args, name)}")
+    if args.lr <= 0:
+        parser.error(f"--lr must be positive, got {args.lr}")
+    return args
+
+
+def recipe_of(args) -> dict:
+    """The settings that define a run; --resume refuses to mix two recipes."""
+    keys = ("model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "classes", "val_per_class", "split_seed", "seed")
+    recipe = {key: getattr(args, key) for key in keys}
+    recipe.update(optimizer="sgd-nesterov", momentum=0.9, schedule="one-cycle", augmentation="random-crop-4+flip", zero_init_last_bn=True)
+    return recipe
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    device = utils.pick_device(args.device)
+    utils.configure_backends(device)
+    classes = utils.parse_classes(args.classes)
+    out = Path(args.out).expanduser()
+    recipe = recipe_of(args)
+    if (out / "last.pt").exists() and not args.resume:
+        raise utils.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
+
+    images, labels = utils.load_data("train", args.data_dir, classes)
+    val_index = utils.validation_indices(labels, args.val_per_class, args.split_seed)
+    train_mask = torch.ones(len(labels), dtype=torch.bool)
+    train_mask[val_index] = False
+    print(f"Training on {int(train_mask.sum())} images, validating on {len(val_index)} (seed {args.split_seed}), device {device}", flush=True)
+    train_batches = utils.Batches(images[train_mask], labels[train_mask], args.batch_size, device, train=True, seed=args.seed)
+    val_batches = utils.Batches(images[val_index], labels[val_index], 500, device, train=False)
+
+    utils.seed_everything(args.seed)
+    model = utils.build_model(args.model, len(classes))
+    if args.model == "resnet50":
+        zero_init_last_bn(model)
+    model = utils.prepare_for_speed(model, device)
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train_batches), pct_start=0.15)
+    history, start_epoch, best = [], 1, 0.0
+
+    if args.resume:
+        state = utils.load_checkpoint(out / "last.pt", device)
+        if state.get("recipe") != recipe:
+            raise utils.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with the same flags or use another --out.")
+        utils.load_weights(model, state, args.model, classes, out / "last.pt")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        train_batches.generator.set_state(state["batches_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start_epoch, best = state["history"], state["epoch"] + 1, state["best_accuracy"]
+        print(f"Resuming {out} after epoch {state['epoch']} (best validation accuracy so far {best:.2f} %)", flush=True)
+
+    for epoch in range(start_epoch, args.epochs + 1):
+        started = time.perf_counter()
+        train_loss = train_one_epoch(model, train_batches, optimizer, criterion, device, epoch, args.epochs, scheduler)
+        train_seconds = time.perf_counter() - started
+        val_accuracy, val_loss = evaluate(model, val_batches, device, "validation", criterion)
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy,
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started, "train_seconds": train_seconds})
+        best = max(best, val_accuracy)
+        meta = {"arch": args.model, "num_classes": len(classes), "classes": list(classes), "epoch": epoch,
+                "accuracy": val_accuracy, "accuracy_split": f"validation ({len(val_index)} held-out training images, seed {args.split_seed})",
+                "recipe": recipe, "data": f"{args.data_dir or 'CIFAR-10 via torchvision'}, train split minus {args.val_per_class}/class held out"}
+        full_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history, "best_accuracy": best,
+                      "batches_rng": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state()}
+        if val_accuracy >= best:
+            utils.save_checkpoint(out / "best.pt", model, meta, **full_state)
+        utils.save_checkpoint(out / "last.pt", model, meta, **full_state)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        print(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {val_loss:.4f}, "
+              f"validation accuracy {val_accuracy:.2f} % (best {best:.2f} %), {history[-1]['seconds']:.0f} s", flush=True)
+
+
+def run_cli(entry, argv=None) -> None:
+    """Run a command-line entry point; a UserError becomes one clear line and exit code 2."""
+    try:
+        entry(argv)
+    except utils.UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run_cli(main)
