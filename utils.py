@@ -109,20 +109,32 @@ def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-def _read_torchvision(root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10 in torchvision's format under root/cifar-10-batches-py, downloaded if asked."""
+def _read_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Read torchvision's cifar-10-batches-py pickles (plain arrays and lists) into uint8 images and labels."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    images, labels = [], []
+    for name in names:
+        try:
+            with open(folder / name, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.append(np.asarray(batch["labels"], dtype=np.int64))
+        except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError, TypeError) as error:
+            raise UserError(f"cannot read {folder / name} ({type(error).__name__}: {error}). The copy of CIFAR-10 in {folder} "
+                            "is incomplete or damaged: delete it and download it again, or point --data-dir at a good copy.") from None
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _download(root: Path) -> None:
+    """Download CIFAR-10 with torchvision (checksummed, with a progress bar) unless it is already there."""
     import torchvision
 
     try:
-        dataset = torchvision.datasets.CIFAR10(root=str(root), train=train, download=download)
-    except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
-        raise UserError(f"CIFAR-10 in {root} is missing or corrupt ({error}). Delete {root / 'cifar-10-batches-py'} "
-                        "and run again to download it, or pass --data-dir with an offline copy.") from None
-    except (OSError, pickle.UnpicklingError) as error:  # no network, or a damaged file
-        raise UserError(f"could not download or read CIFAR-10 into {root} ({error}). Without internet, pass --data-dir DIR "
+        torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError: no network, or a blocked host
+        raise UserError(f"could not download CIFAR-10 into {root} ({error}). Without internet, pass --data-dir DIR "
                         "pointing to an offline copy: DIR/cifar-10-batches-py (torchvision format) or "
                         "DIR/train/<class>/ and DIR/test/<class>/ image folders.") from None
-    return dataset.data, np.asarray(dataset.targets, dtype=np.int64)
 
 
 def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -132,11 +144,11 @@ def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarr
     holds either cifar-10-batches-py/ or train/ and test/ image folders.
     """
     if data_dir is None:
-        print(f"Loading CIFAR-10 ({split}) into {DEFAULT_DATA_ROOT} (downloads it the first time)", flush=True)
-        return _read_torchvision(DEFAULT_DATA_ROOT, split == "train", download=True)
+        _download(DEFAULT_DATA_ROOT)
+        return _read_batches(DEFAULT_DATA_ROOT / "cifar-10-batches-py", split == "train")
     root = Path(data_dir)
     if (root / "cifar-10-batches-py").is_dir():
-        return _read_torchvision(root, split == "train", download=False)
+        return _read_batches(root / "cifar-10-batches-py", split == "train")
     if (root / split).is_dir():
         return _read_image_folder(root / split)
     raise UserError(f"no CIFAR-10 '{split}' split found in {root}: expected {root / 'cifar-10-batches-py'} "
@@ -288,11 +300,15 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found.")
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive; a cut-off one loses its index
+        raise UserError(f"cannot read checkpoint {path}: it is truncated or not a PyTorch file. "
+                        "Download or copy it again, or train a new one with train.py.")
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
+        reason = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "unsupported content")
         raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain values, which could run "
-                        f"code ({str(error).splitlines()[0]}). Only load checkpoints written by this project.") from None
+                        f"code ({reason}). Only load checkpoints written by this project.") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         raise UserError(f"cannot read checkpoint {path}: it is truncated or not a PyTorch file ({str(error).splitlines()[0]}). "
                         "Download or copy it again, or train a new one with train.py.") from None

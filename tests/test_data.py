@@ -1,0 +1,119 @@
+"""The real loading code on tiny data sets made here: image folders, torchvision pickles, class subsets."""
+import numpy as np
+import pytest
+import torch
+
+import utils
+from conftest import make_image_folder, make_torchvision_copy
+
+
+def test_image_folder(tiny_data):
+    images, labels = utils.load_data("train", tiny_data, utils.CIFAR10_CLASSES)
+    assert images.shape == (120, 3, 32, 32) and images.dtype == torch.uint8
+    assert labels.bincount().tolist() == [12] * 10
+
+
+def test_image_folder_keeps_cifar_label_order(tmp_path):
+    # only two class folders: labels must still be CIFAR-10's (bird = 2, ship = 8)
+    make_image_folder(tmp_path, {"train": 3}, classes=("ship", "bird"))
+    _, labels = utils.load_split("train", tmp_path)
+    assert sorted(set(labels.tolist())) == [2, 8]
+
+
+def test_torchvision_copy(tmp_path):
+    make_torchvision_copy(tmp_path, train_per_batch=4, test_count=6)
+    train_images, train_labels = utils.load_split("train", tmp_path)
+    test_images, _ = utils.load_split("test", tmp_path)
+    assert train_images.shape == (20, 32, 32, 3) and train_images.dtype == np.uint8
+    assert test_images.shape == (6, 32, 32, 3)
+    # pixel (0, 0) of the red plane is byte 0 of the row, green is byte 1024
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
+        import pickle
+        raw = pickle.load(f)["data"]
+    assert train_images[0, 0, 0, 0] == raw[0, 0] and train_images[0, 0, 0, 1] == raw[0, 1024]
+
+
+def test_class_subset(tiny_data):
+    classes = utils.parse_classes("automobile,airplane,bird")
+    images, labels = utils.load_data("test", tiny_data, classes)
+    assert len(labels) == 6 and sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    # labels follow the order given: automobile -> 0
+    full_images, full_labels = utils.load_data("test", tiny_data, utils.CIFAR10_CLASSES)
+    assert torch.equal(images[labels == 0], full_images[full_labels == 1])
+
+
+def test_unknown_class_is_a_clear_error():
+    with pytest.raises(utils.UserError, match="unknown class name.*plane.*Choose from"):
+        utils.parse_classes("plane,bird")
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(utils.UserError, match="no CIFAR-10 'train' split found"):
+        utils.load_split("train", tmp_path)
+
+
+def test_download_failure_is_a_clear_error(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    monkeypatch.setattr(utils, "DEFAULT_DATA_ROOT", tmp_path)
+    with pytest.raises(utils.UserError, match="could not download CIFAR-10.*--data-dir"):
+        utils.load_split("train", None)
+
+
+def test_damaged_torchvision_copy_is_a_clear_error(tmp_path):
+    make_torchvision_copy(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(utils.UserError, match="data_batch_3.*damaged"):
+        utils.load_split("train", tmp_path)
+
+
+def test_validation_split_is_balanced_and_fixed():
+    labels = torch.arange(10).repeat_interleave(50)
+    first = utils.validation_indices(labels, 5, seed=0)
+    assert torch.equal(first, utils.validation_indices(labels, 5, seed=0))
+    assert not torch.equal(first, utils.validation_indices(labels, 5, seed=1))
+    assert labels[first].bincount().tolist() == [5] * 10
+
+
+def test_augment_is_a_crop_of_the_padded_image_maybe_flipped():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    out = utils.augment(images, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    flips = 0
+    for image, result in zip(padded, out):
+        crops = [image[:, y:y + 32, x:x + 32] for y in range(9) for x in range(9)]
+        plain = any(torch.equal(result, c) for c in crops)
+        flipped = any(torch.equal(result, c.flip(2)) for c in crops)
+        assert plain or flipped
+        flips += flipped and not plain
+    assert 10 < flips < 54  # about half of them are flipped
+
+
+def test_batches_cover_every_image_once(tiny_data):
+    images, labels = utils.load_data("train", tiny_data, utils.CIFAR10_CLASSES)
+    batches = utils.Batches(images, labels, 50, "cpu", train=False)
+    seen = [batch for batch in batches]
+    assert len(batches) == 3 and [len(y) for _, y in seen] == [50, 50, 20]
+    x, _ = seen[0]
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    expected = (images[0].float() / 255 - torch.tensor(utils.MEAN).view(3, 1, 1)) / torch.tensor(utils.STD).view(3, 1, 1)
+    assert torch.allclose(x[0], expected, atol=1e-6)
+
+
+def test_matmul_1x1_convolution_gives_the_same_result():
+    from resnet import ResNet50
+
+    torch.manual_seed(0)
+    plain = ResNet50().eval()
+    fast = ResNet50().eval()
+    fast.load_state_dict(plain.state_dict())
+    fast = utils.prepare_for_speed(fast, torch.device("cpu"))
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), fast(x), atol=1e-4)

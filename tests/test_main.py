@@ -1,0 +1,160 @@
+"""main.py end to end on a generated data set, and every kind of bad input it must refuse clearly."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import main
+import utils
+from conftest import ROOT
+from train import run_cli
+
+STEP_LINE = re.compile(r"^Epoch \[1/1\], Step \[(\d+)/120\] Loss: \d+\.\d{4}$")
+ACCURACY_LINE = re.compile(r"^Accuracy of the model on the test images: \d{1,3}\.\d{2} %$")
+
+
+def run_main(*args) -> subprocess.CompletedProcess:
+    """python main.py ARGS in a fresh process, as a student would run it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_main_end_to_end(tiny_data, tiny_checkpoint, tmp_path):
+    before = tiny_checkpoint.read_bytes()
+    out = tmp_path / "finetuned.pt"
+    # batch size 1 on 120 images gives 120 steps: a step line at 100 and one at the end
+    result = run_main("--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", out, "--batch-size", 1, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    steps = [int(m.group(1)) for m in map(STEP_LINE.match, lines) if m]
+    assert steps == [100, 120]
+    assert sum(bool(ACCURACY_LINE.match(line)) for line in lines) == 1
+    assert "Device: cpu" in result.stdout and re.search(r"Done in \d+ min \d+ s on cpu", result.stdout)
+    assert "Traceback" not in result.stderr
+    # the fine-tuned weights are written, and the pretrained file is untouched
+    saved = utils.load_checkpoint(out)
+    assert saved["arch"] == "resnet50" and saved["epoch"] == 2 and saved["recipe"]["optimizer"] == "sgd"
+    model = utils.build_model("resnet50", 10)
+    utils.load_weights(model, saved, "resnet50", utils.CIFAR10_CLASSES, out)
+    assert tiny_checkpoint.read_bytes() == before
+
+
+def test_evaluate_only_with_class_subset_from_scratch(tiny_data, tmp_path):
+    out = tmp_path / "never.pt"
+    result = run_main("--data-dir", tiny_data, "--no-pretrained", "--epochs", 0, "--classes", "cat,dog", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "from random weights" in result.stdout
+    assert any(ACCURACY_LINE.match(line) for line in result.stdout.splitlines())
+    assert not out.exists()  # nothing trained, nothing saved
+
+
+def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
+    result = run_main("--data-dir", tmp_path, "--no-pretrained")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no CIFAR-10 'train' split found")
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def fails_with(capsys, argv, pattern):
+    """Run main.py's entry point in this process; it must exit 2 with one clear error line."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main.main, [str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert re.search(pattern, err), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags,pattern", [
+    (["--epochs", "-1"], "--epochs must be 0"),
+    (["--batch-size", "0"], "--batch-size must be a positive"),
+    (["--lr", "0"], "--lr must be positive"),
+    (["--model", "resnet18"], "invalid choice"),
+])
+def test_bad_numbers_and_choices(capsys, flags, pattern):
+    fails_with(capsys, flags, pattern)
+
+
+def test_unknown_classes(capsys, tiny_data):
+    fails_with(capsys, ["--data-dir", tiny_data, "--no-pretrained", "--classes", "cats"], "unknown class name.*cats")
+
+
+def test_missing_checkpoint(capsys, tiny_data, tmp_path):
+    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tmp_path / "none.pt"], "no pretrained checkpoint.*train.py.*--no-pretrained")
+
+
+def write_and_check_untouched(capsys, tiny_data, tmp_path, content: bytes, pattern: str):
+    """A bad checkpoint is refused, and neither it nor an existing --out file changes."""
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    out = tmp_path / "out.pt"
+    out.write_bytes(b"precious")
+    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", bad, "--out", out], pattern)
+    assert bad.read_bytes() == content and out.read_bytes() == b"precious"
+
+
+def test_truncated_checkpoint(capsys, tiny_data, tiny_checkpoint, tmp_path):
+    data = tiny_checkpoint.read_bytes()
+    write_and_check_untouched(capsys, tiny_data, tmp_path, data[: len(data) // 2], "truncated or not a PyTorch file")
+
+
+def test_corrupt_checkpoint(capsys, tiny_data, tmp_path):
+    write_and_check_untouched(capsys, tiny_data, tmp_path, os.urandom(4096), "truncated or not a PyTorch file")
+
+
+class RunsCode:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_code_is_refused(capsys, tiny_data, tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "arch": "resnet50", "model": RunsCode(marker)}, path)
+    write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(), "refusing to load")
+    assert not marker.exists()
+
+
+def test_checkpoint_of_another_architecture(capsys, tiny_data, tmp_path):
+    path = tmp_path / "vgg.pt"
+    utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "vgg16", "classes": list(utils.CIFAR10_CLASSES)})
+    write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(), "holds a 'vgg16' model, not 'resnet50'")
+
+
+def test_checkpoint_of_another_class_count(capsys, tiny_data, tiny_checkpoint, tmp_path):
+    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--classes", "cat,dog"], "trained on 10 classes")
+
+
+def test_checkpoint_with_wrong_weights(capsys, tiny_data, tmp_path):
+    path = tmp_path / "wrong.pt"
+    utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "resnet50", "classes": list(utils.CIFAR10_CLASSES)})
+    write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(), "do not fit this resnet50")
+
+
+def test_out_may_not_be_the_pretrained_file(capsys, tiny_data, tiny_checkpoint):
+    before = tiny_checkpoint.read_bytes()
+    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", tiny_checkpoint], "never overwritten")
+    assert tiny_checkpoint.read_bytes() == before
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "x"})
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "y"})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
