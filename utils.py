@@ -81,31 +81,35 @@ def parse_classes(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Decode folder/<class>/* into uint8 images (N, 32, 32, 3) and CIFAR-10 labels."""
-    from PIL import Image
-
+def list_image_folder(folder: Path) -> list[tuple[Path, int]]:
+    """(path, CIFAR-10 label) of every image in folder/<class>/, in a fixed order."""
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
     unknown = [p.name for p in class_dirs if p.name not in CIFAR10_CLASSES]
     if unknown or not class_dirs:
         raise UserError(f"{folder} should hold one folder per CIFAR-10 class ({', '.join(CIFAR10_CLASSES)}); "
                         f"found {', '.join(unknown) if unknown else 'none'}.")
-    images, labels = [], []
-    for class_dir in class_dirs:
-        for path in sorted(class_dir.iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(path) as image:
-                    array = np.asarray(image.convert("RGB"))
-            except OSError as error:
-                raise UserError(f"cannot read image {path}: {error}. Remove or replace the file.") from None
-            if array.shape != (32, 32, 3):
-                raise UserError(f"{path} is {array.shape[1]}x{array.shape[0]}; CIFAR-10 images are 32x32.")
-            images.append(array)
-            labels.append(CIFAR10_CLASSES.index(class_dir.name))
-    if not images:
+    items = [(path, CIFAR10_CLASSES.index(class_dir.name))
+             for class_dir in class_dirs for path in sorted(class_dir.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    if not items:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}.")
+    return items
+
+
+def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Decode folder/<class>/* into uint8 images (N, 32, 32, 3) and CIFAR-10 labels."""
+    from PIL import Image
+
+    images, labels = [], []
+    for path, label in list_image_folder(folder):
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB"))
+        except OSError as error:
+            raise UserError(f"cannot read image {path}: {error}. Remove or replace the file.") from None
+        if array.shape != (32, 32, 3):
+            raise UserError(f"{path} is {array.shape[1]}x{array.shape[0]}; CIFAR-10 images are 32x32.")
+        images.append(array)
+        labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 

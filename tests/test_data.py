@@ -117,3 +117,17 @@ def test_matmul_1x1_convolution_gives_the_same_result():
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(plain(x), fast(x), atol=1e-4)
+
+
+def test_prepare_data_holds_out_train_py_validation_split(tiny_data, tmp_path):
+    import prepare_data
+
+    prepare_data.main(["--source", str(tiny_data), "--out", str(tmp_path / "split"), "--val-per-class", "3"])
+    images, labels = utils.load_data("train", tiny_data, utils.CIFAR10_CLASSES)
+    held_out = utils.validation_indices(labels, 3, seed=0)
+    test_images, test_labels = utils.load_data("test", tmp_path / "split", utils.CIFAR10_CLASSES)
+    train_images, _ = utils.load_data("train", tmp_path / "split", utils.CIFAR10_CLASSES)
+    assert len(test_labels) == 30 and len(train_images) == 90
+    assert torch.equal(test_images, images[held_out]) and torch.equal(test_labels, labels[held_out])
+    with pytest.raises(utils.UserError, match="already exists"):
+        prepare_data.main(["--source", str(tiny_data), "--out", str(tmp_path / "split")])
