@@ -1,0 +1,119 @@
+"""Training and evaluation throughput: the course's plain way against this project's default path.
+
+    python bench.py                    # ResNet-50, batch 100, on the best device
+    python bench.py --model vgg16 --steps 4
+
+Runs on synthetic uint8 32x32 images (CIFAR-10's size and type), so no data set is
+needed. Each measurement is the median of several repeats after a warm-up, timed
+around the real loops of train.py (data pipeline included). Last line, for scripts:
+train_baseline_img_s=... train_img_s=... train_speedup=... eval_img_s=... peak_rss_gb=...
+"""
+import argparse
+import contextlib
+import io
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torchvision.transforms as T
+from PIL import Image
+
+import utils
+from train import evaluate, run_cli, train_one_epoch
+
+
+class PILDataset(torch.utils.data.Dataset):
+    """The course's input pipeline: one PIL image at a time through torchvision transforms."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+        self.transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(utils.MEAN, utils.STD)])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Measure training and evaluation throughput (images/s) on synthetic CIFAR-sized data.")
+    parser.add_argument("--model", choices=["resnet50", "vgg16"], default="resnet50", help="architecture to measure (default: resnet50)")
+    parser.add_argument("--batch-size", type=int, default=100, help="training batch size, as main.py (default: 100)")
+    parser.add_argument("--steps", type=int, default=6, help="training steps timed in each repeat (default: 6)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; the median is reported (default: 3)")
+    parser.add_argument("--eval-images", type=int, default=3000, help="images per evaluation repeat (default: 3000)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "steps", "repeats", "eval_images"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be a positive whole number")
+    return args
+
+
+def median_rate(images_per_run: int, run, repeats: int) -> float:
+    """Images per second: one warm-up run, then the median of `repeats` timed runs."""
+    run()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # keep the step lines out of the table
+            run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return images_per_run / statistics.median(times)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    device = utils.pick_device(args.device)
+    utils.configure_backends(device)
+    utils.seed_everything(0)
+    n_train = args.batch_size * args.steps
+    images = np.random.randint(0, 256, (max(n_train, args.eval_images), 32, 32, 3), dtype=np.uint8)
+    labels = np.random.randint(0, 10, len(images))
+    criterion = nn.CrossEntropyLoss()
+    print(f"Benchmark: {args.model}, batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, device {device}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+
+    # 1. The course's way: fp32, NCHW, eager, per-image transforms through a DataLoader.
+    model = utils.build_model(args.model, 10).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    loader = torch.utils.data.DataLoader(PILDataset(images[:n_train], labels[:n_train]), batch_size=args.batch_size, shuffle=True)
+
+    def baseline_step_run():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = criterion(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    baseline = median_rate(n_train, baseline_step_run, args.repeats)
+    print(f"  baseline training done: {baseline:.1f} images/s", flush=True)
+
+    # 2. and 3. The default path of main.py: uint8 tensors, batched augmentation, channels_last, 1x1 convs as matmuls.
+    model = utils.prepare_for_speed(utils.build_model(args.model, 10), device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    train_images, train_labels = utils.to_tensors(images[:n_train], labels[:n_train])
+    train_batches = utils.Batches(train_images, train_labels, args.batch_size, device, train=True)
+    fast = median_rate(n_train, lambda: train_one_epoch(model, train_batches, optimizer, criterion, device, 1, 1), args.repeats)
+    print(f"  default training done: {fast:.1f} images/s", flush=True)
+    eval_batches = utils.Batches(*utils.to_tensors(images[:args.eval_images], labels[:args.eval_images]), 500, device, train=False)
+    eval_rate = median_rate(args.eval_images, lambda: evaluate(model, eval_batches, device), args.repeats)
+    peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # Linux reports KiB
+
+    print(f"\n| path | images/s |\n|---|---|\n| training, baseline (fp32 NCHW eager, PIL transforms, DataLoader) | {baseline:.1f} |\n"
+          f"| training, default path | {fast:.1f} |\n| evaluation, default path (batch 500) | {eval_rate:.0f} |\n")
+    print(f"train_baseline_img_s={baseline:.1f} train_img_s={fast:.1f} train_speedup={fast / baseline:.2f} "
+          f"eval_img_s={eval_rate:.0f} peak_rss_gb={peak_rss_gb:.2f}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,293 @@
+"""Tests of grade.py: the skeleton, the verdicts, the sandbox and the batch outputs.
+
+The student files are made here by editing the text of the reference resnet.py.
+Grading starts a sandboxed pytest process per submission (each imports torch, a few
+seconds), so the submissions are graded in two batch runs, shared by the tests.
+"""
+import csv
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import grade
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_TEXT = (ROOT / "resnet.py").read_text(encoding="utf-8")
+
+DOWN_1X1 = "conv1x1(in_channels, middle_channels, stride=2, padding=0),  # middle x H/2 x W/2"
+DOWN_3X3 = "conv3x3(middle_channels, middle_channels, stride=1, padding=1),  # middle x H/2 x W/2"
+SAME_3X3 = "conv3x3(middle_channels, middle_channels, stride=1, padding=1),  # middle x H x W"
+
+
+def edit(text: str, *replacements: tuple[str, str]) -> str:
+    """The text with each (old, new) replaced once; old must be there."""
+    for old, new in replacements:
+        assert old in text, f"the reference no longer contains {old!r}: update the test"
+        text = text.replace(old, new, 1)
+    return text
+
+
+def blank_lines(text: str, blank_id: str) -> tuple[int, int]:
+    """1-based line numbers of a blank's BEGIN and END lines."""
+    blank = grade.find_blanks(text)[0][blank_id]
+    return blank.begin + 1, blank.end + 1
+
+
+def without_lines(text: str, *numbers: int) -> str:
+    """The text without the given 1-based lines."""
+    return "".join(line for i, line in enumerate(text.splitlines(keepends=True), 1) if i not in numbers)
+
+
+def equivalent_text() -> str:
+    """Every blank right, written differently: positional/keyword, spacing, comments, alternatives."""
+    first_block = grade.find_blanks(REFERENCE_TEXT)[0]["layer4"].lines[0]
+    five_more = " " * 12 + "*[ResidualBlock(1024, 256, 1024, False) for _ in range(5)],\n"
+    return edit(
+        grade.fill_blanks(REFERENCE_TEXT, {"layer4": [first_block, five_more]}),
+        (DOWN_1X1, "conv1x1(in_channels,middle_channels,2,0),   # stride 2 here"),
+        (DOWN_3X3, "conv3x3(middle_channels, middle_channels, stride=(1, 1), padding=1),"),
+        ("conv1x1(in_channels, middle_channels, stride=1, padding=0),  # middle x H x W",
+         "conv1x1(in_channels=in_channels, out_channels=middle_channels,\n"
+         "                        stride=1, padding=0),"),
+        ("nn.Conv2d(in_channels=3, out_channels=64, kernel_size=7, stride=2, padding=3),",
+         "torch.nn.Conv2d(3, 64, (7, 7), 2, 3),"),
+        ("nn.MaxPool2d(kernel_size=3, stride=2, padding=1),", "nn.MaxPool2d(3, stride=2, padding=0, ceil_mode=True),"),
+        ("ResidualBlock(64, 64, 256, downsample=False),", "ResidualBlock(64, 64, 256),"),
+        ("nn.AvgPool2d(kernel_size=2, stride=1)", "nn.AdaptiveAvgPool2d((1, 1))"),
+        ("nn.Linear(1024, num_classes)", "nn.Linear(in_features=1024, out_features=num_classes, bias=True)"),
+    )
+
+
+def mangled_text() -> str:
+    """fc's marker lines removed, avgpool's END line changed: both blanks are missing."""
+    begin, end = blank_lines(REFERENCE_TEXT, "fc")
+    text = without_lines(REFERENCE_TEXT, begin, end)
+    return edit(text, ("# END BLANK avgpool", "# END avgpool"))
+
+
+def several_mistakes_text() -> str:
+    """layer2 downsamples in its first block, layer3 has 64 middle channels, fc is 2048 wide."""
+    return edit(
+        REFERENCE_TEXT,
+        ("ResidualBlock(64, 64, 256, downsample=False),", "ResidualBlock(64, 64, 256, downsample=True),"),
+        ("ResidualBlock(256, 64, 256, downsample=True),", "ResidualBlock(256, 64, 256, downsample=False),"),
+        *[(f"ResidualBlock({c}, 128, 512,", f"ResidualBlock({c}, 64, 512,") for c in (256, 512, 512, 512)],
+        ("nn.Linear(1024, num_classes)", "nn.Linear(2048, num_classes)"),
+    )
+
+
+SUBMISSIONS = {  # student -> (file text, expected points per blank that are not full)
+    "reference": (REFERENCE_TEXT, {}),
+    "equivalent": (equivalent_text(), {}),
+    "stride_on_3x3": (edit(REFERENCE_TEXT, (DOWN_1X1, DOWN_1X1.replace("stride=2", "stride=1")),
+                           (DOWN_3X3, DOWN_3X3.replace("stride=1", "stride=2"))), {"block_downsample": 0}),
+    "no_padding_3x3": (edit(REFERENCE_TEXT, (SAME_3X3, SAME_3X3.replace("padding=1", "padding=0"))),
+                       {"block_same": 0}),
+    "several_mistakes": (several_mistakes_text(), {"layer2": 0, "layer3": 0, "fc": 0}),
+    "mangled_markers": (mangled_text(), {"avgpool": 0, "fc": 0}),
+}
+FULL = {"block_downsample": 20, "block_same": 20, "stem_conv": 5, "stem_pool": 5,
+        "layer2": 10, "layer3": 10, "layer4": 10, "avgpool": 5, "fc": 5}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """Grade SUBMISSIONS in one batch run: (stdout, CSV rows by student, JSON results by student)."""
+    folder = tmp_path_factory.mktemp("submissions")
+    for student, (text, _) in SUBMISSIONS.items():
+        path = folder / student / "resnet.py" if student == "equivalent" else folder / f"{student}.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    out = tmp_path_factory.mktemp("out")
+    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), "check", str(folder), "--details",
+                             "--csv", str(out / "grades.csv"), "--json", str(out / "results.json")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    with open(out / "grades.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    results = json.loads((out / "results.json").read_text())
+    return result.stdout, rows, results
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    """Grade files that never reach the tests, with a 5 s time limit: JSON results by student."""
+    def at_import(code: str) -> str:
+        """The reference with code run at import, before torch is imported (so it fails fast)."""
+        return edit(REFERENCE_TEXT, ("import torch\n", code + "import torch\n"))
+
+    files = {
+        "syntax_error": edit(REFERENCE_TEXT, ("out = self.layer(x)", "out = self.layer(x")),
+        "endless_loop": at_import("while True:\n    pass\n"),
+        "memory_hog": at_import("hog = bytearray(64 * 2**30)\n"),
+        "exits": at_import("import sys\nsys.exit(3)\n"),
+        "network": at_import("import socket\nsocket.create_connection(('127.0.0.1', 9))\n"),
+    }
+    folder = tmp_path_factory.mktemp("broken")
+    for student, text in files.items():
+        (folder / f"{student}.py").write_text(text, encoding="utf-8")
+    json_path = folder.parent / "broken.json"
+    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), "check", str(folder), "--timeout", "5",
+                             "--json", str(json_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return files, json.loads(json_path.read_text())
+
+
+# ------------------------------------------------------------------ skeleton
+
+def test_skeleton_filled_with_the_answers_is_the_reference():
+    skeleton = grade.make_skeleton(REFERENCE_TEXT)
+    answers = {b.id: b.lines for b in grade.reference_blanks(REFERENCE_TEXT).values()}
+    assert grade.fill_blanks(skeleton, answers).encode() == REFERENCE_TEXT.encode()
+    assert grade.find_blanks(skeleton)[0].keys() == answers.keys()  # the markers stay
+    compile(skeleton, "skeleton", "exec")
+    assert "self.avgpool = None  # fill in here (5 points)" in skeleton
+
+
+def test_skeleton_command_writes_file_and_refuses_the_reference(tmp_path, capsys):
+    output = tmp_path / "student" / "resnet.py"
+    assert grade.main(["skeleton", "-o", str(output)]) == 0
+    assert output.read_text() == grade.make_skeleton(REFERENCE_TEXT)
+    assert grade.main(["skeleton", "-o", str(ROOT / "resnet.py")]) == 2
+    assert capsys.readouterr().err.startswith("error: -o ")
+    assert (ROOT / "resnet.py").read_text(encoding="utf-8") == REFERENCE_TEXT
+
+
+def test_skeleton_imports_and_fails_the_per_layer_tests(tmp_path):
+    skeleton = tmp_path / "resnet.py"
+    skeleton.write_text(grade.make_skeleton(REFERENCE_TEXT))
+    report = tmp_path / "report.xml"
+    subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_resnet.py"), "--impl", str(skeleton),
+                    "-q", "-p", "no:cacheprovider", f"--junitxml={report}"], capture_output=True, timeout=300)
+    results = grade.read_junit(report)
+    assert results["test_course_alias"].passed  # the skeleton imports cleanly
+    assert not any(r.passed for name, r in results.items() if name.startswith("test_layer_shape"))
+    assert sum(not r.passed for r in results.values()) >= 10
+
+
+# ------------------------------------------------------------------ verdicts without running anything
+
+@pytest.mark.parametrize("blank_id,answer,verdict", [
+    ("avgpool", "self.avgpool = nn.AvgPool2d(2)", "equivalent"),
+    ("avgpool", "self.avgpool = nn.AvgPool2d(kernel_size=(2, 2), stride=5)", "equivalent"),
+    ("avgpool", "self.avgpool = nn.AdaptiveAvgPool2d(output_size=1)", "equivalent"),
+    ("avgpool", "self.avgpool = nn.AvgPool2d(2, padding=1)", "different"),
+    ("avgpool", "self.avgpool = nn.AdaptiveAvgPool2d(2)", "different"),
+    ("avgpool", "self.pool = nn.AdaptiveAvgPool2d(1)", "different"),
+    ("avgpool", "self.avgpool = None  # fill in here", "missing"),
+    ("stem_conv", "nn.Conv2d(3, 64, 7, 2, 2),", "different"),  # 15x15, not 16x16
+    ("stem_pool", "nn.MaxPool2d(3, 2, 0),", "different"),  # 7x7, not 8x8
+    ("stem_pool", "nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),", "equivalent"),
+    ("layer4", "*[ResidualBlock(1024, 256, 1024)] * 6,", "different"),  # one block, shared 6 times
+    ("fc", "self.fc = nn.Linear(1024, 10)", "different"),
+    ("block_same", "conv1x1(in_channels, middle_channels, stride=1, padding=0)  # no comma\n"
+                   "conv3x3(middle_channels, middle_channels, 1, 1)", "different"),
+    ("block_same", "# nothing yet\n", "missing"),
+])
+def test_verdicts(blank_id, answer, verdict):
+    reference = grade.Reference.load()
+    assert grade.compare(reference, blank_id, [answer + "\n"])[0] == verdict
+
+
+# ------------------------------------------------------------------ grading submissions
+
+@pytest.mark.parametrize("student", SUBMISSIONS)
+def test_points_per_blank(batch, student):
+    _, rows, results = batch
+    expected = {**FULL, **SUBMISSIONS[student][1]}
+    assert {b: int(rows[student][b]) for b in FULL} == expected
+    assert int(rows[student]["total"]) == results[student]["score"] == sum(expected.values())
+    assert {t["name"]: t["score"] for t in results[student]["tests"]} == expected
+
+
+def verdicts(results, student):
+    """blank -> the verdict line of its Gradescope output."""
+    return {t["name"]: t["output"].splitlines()[0].removeprefix("verdict: ") for t in results[student]["tests"]}
+
+
+def output(results, student, blank_id):
+    return next(t["output"] for t in results[student]["tests"] if t["name"] == blank_id)
+
+
+def test_reference_and_equivalent_verdicts(batch):
+    _, _, results = batch
+    assert set(verdicts(results, "reference").values()) == {"same"}
+    assert verdicts(results, "equivalent") == {**dict.fromkeys(FULL, "equivalent"), "layer3": "same"}
+    assert "accepted alternative" in output(results, "equivalent", "avgpool")
+    assert "accepted alternative" in output(results, "equivalent", "stem_pool")
+
+
+def test_classic_mistakes_are_explained(batch):
+    stdout, _, results = batch
+    stride = output(results, "stride_on_3x3", "block_downsample")
+    assert "verdict: different" in stride and grade.STRIDE_NOTE in stride
+    assert "FAIL test_block_downsamples" in stride
+    padding = output(results, "no_padding_3x3", "block_same")
+    assert "verdict: different" in padding and grade.PADDING_NOTE in padding
+    assert "FAIL test_block_keeps_size" in padding
+    layer2 = output(results, "several_mistakes", "layer2")
+    assert "downsample=True, the reference has downsample=False" in layer2
+    assert "its tests pass" in layer2  # same shapes, other design
+    assert "middle_channels=64, the reference has middle_channels=128" in output(results, "several_mistakes", "layer3")
+    assert "in_features=2048, the reference has in_features=1024" in output(results, "several_mistakes", "fc")
+    assert "Total: 70/90" in stdout.split("Submission: stride_on_3x3")[1].split("Submission:")[0]
+
+
+def test_broken_markers_give_missing(batch):
+    _, rows, results = batch
+    assert verdicts(results, "mangled_markers")["avgpool"] == "missing"
+    assert "has no END BLANK line" in output(results, "mangled_markers", "avgpool")
+    assert "were not found" in output(results, "mangled_markers", "fc")
+    assert "avgpool: missing" in rows["mangled_markers"]["notes"]
+
+
+def test_batch_csv_and_json_layout(batch):
+    _, rows, results = batch
+    assert list(rows) == sorted(SUBMISSIONS)
+    assert list(rows["reference"]) == ["student", *FULL, "total", "notes"]
+    assert set(results) == set(SUBMISSIONS)
+    for test in results["reference"]["tests"]:
+        assert set(test) == {"name", "score", "max_score", "output"} and test["max_score"] == FULL[test["name"]]
+
+
+def test_files_that_never_reach_the_tests(broken):
+    files, results = broken
+    problems = {student: results[student]["output"] for student in files}
+    line = next(i for i, text in enumerate(files["syntax_error"].splitlines(), 1) if text.endswith("self.layer(x"))
+    assert problems["syntax_error"].startswith(f"did not import: SyntaxError line {line}")
+    assert problems["endless_loop"] == "timed out after 5 s"
+    assert problems["memory_hog"] == "exceeded the memory limit (4 GB) while importing"
+    assert problems["exits"] == "did not import: it called sys.exit(3)"
+    assert "network use is blocked while grading" in problems["network"]
+    assert all(results[student]["score"] == 0 for student in files)
+
+
+def test_single_file_report_and_json(tmp_path, capsys):
+    student = tmp_path / "erin.py"  # a syntax error is found without running anything
+    student.write_text(edit(REFERENCE_TEXT, ("self.fc = nn.Linear(1024, num_classes)", "self.fc = nn.Linear(1024,")))
+    assert grade.main(["check", str(student), "--json", str(tmp_path / "results.json")]) == 0
+    report = capsys.readouterr().out
+    assert "PROBLEM: did not import: SyntaxError line" in report and "\nTotal: 0/90\n" in report
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["score"] == 0 and [t["name"] for t in results["tests"]] == list(FULL)
+    assert results["output"].startswith("did not import: SyntaxError")
+
+
+# ------------------------------------------------------------------ command-line errors
+
+@pytest.mark.parametrize("argv,message", [
+    (["check", "no/such/file.py"], "no such file or folder"),
+    (["check", "{empty}"], "holds no submission"),
+    (["check", "resnet.py", "--timeout", "0"], "expected a number above 0"),
+    (["check", "{ref}", "--csv", "{ref}"], "would overwrite"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_error_line(tmp_path, capsys, argv, message):
+    argv = [a.replace("{empty}", str(tmp_path)).replace("{ref}", str(ROOT / "resnet.py")) for a in argv]
+    assert grade.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err

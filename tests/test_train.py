@@ -1,0 +1,73 @@
+"""train.py: a tiny from-scratch run, its checkpoints, resume after an interruption, and export."""
+import json
+import re
+
+import pytest
+import torch
+
+import train
+import utils
+
+
+def tiny_run(data, out, *extra):
+    return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu", *extra]
+
+
+def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys):
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
+    out = capsys.readouterr().out
+    assert "Training on 90 images, validating on 30" in out
+    assert re.search(r"^Epoch \[1/1\], Step \[3/3\] Loss: \d+\.\d{4}$", out, re.M)
+    assert re.search(r"^Accuracy of the model on the validation images: \d+\.\d{2} %$", out, re.M)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1]
+    for name in ("last.pt", "best.pt"):
+        state = utils.load_checkpoint(tmp_path / name)
+        assert state["arch"] == "resnet50" and state["epoch"] == 1 and state["recipe"]["epochs"] == 1
+        assert {"optimizer", "scheduler", "torch_rng", "batches_rng"} <= state.keys()
+    with pytest.raises(utils.UserError, match="already holds a run"):
+        train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
+
+
+def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch):
+    train.main(tiny_run(tiny_data, tmp_path / "straight", "--epochs", "2"))
+
+    real_epoch = train.train_one_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[5] == 2:  # the epoch number
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(tiny_run(tiny_data, tmp_path / "resumed", "--epochs", "2"))
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    with pytest.raises(utils.UserError, match="another recipe"):
+        train.main(tiny_run(tiny_data, tmp_path / "resumed", "--epochs", "3", "--resume"))
+    train.main(tiny_run(tiny_data, tmp_path / "resumed", "--epochs", "2", "--resume"))
+
+    straight = utils.load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = utils.load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["history"][1]["train_loss"] == pytest.approx(straight["history"][1]["train_loss"], rel=1e-3)
+    for key, value in straight["model"].items():
+        assert torch.allclose(value.float(), resumed["model"][key].float(), atol=1e-3), key
+
+
+def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys):
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
+    target = tmp_path / "shipped.pt"
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--export", str(target)))
+    assert "after the half-precision round trip" in capsys.readouterr().out
+    shipped = utils.load_checkpoint(target)
+    assert shipped["model"]["fc.weight"].dtype == torch.float16 and "optimizer" not in shipped
+    assert target.stat().st_size < 0.6 * (tmp_path / "best.pt").stat().st_size
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".check")] == []
+
+
+@pytest.mark.parametrize("flag", ["--epochs", "--batch-size"])
+def test_non_positive_numbers_are_refused(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args([flag, "0"])
+    assert exit_info.value.code == 2 and "must be a positive whole number" in capsys.readouterr().err
