@@ -41,7 +41,7 @@ class PILDataset(torch.utils.data.Dataset):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Measure training and evaluation throughput (images/s) on synthetic CIFAR-sized data.")
-    parser.add_argument("--model", choices=["resnet50", "vgg16"], default="resnet50", help="architecture to measure (default: resnet50)")
+    parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture to measure (default: resnet50)")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch size, as main.py (default: 100)")
     parser.add_argument("--steps", type=int, default=6, help="training steps timed in each repeat (default: 6)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; the median is reported (default: 3)")

@@ -20,7 +20,7 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Fine-tune a pretrained model on CIFAR-10 and report its test accuracy, as in the course assignment.")
-    parser.add_argument("--model", choices=["resnet50", "vgg16"], default="resnet50", help="architecture (default: resnet50)")
+    parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture (default: resnet50)")
     parser.add_argument("--checkpoint", help="pretrained weights to start from (default: checkpoints/<model>_cifar10.pt)")
     parser.add_argument("--no-pretrained", action="store_true", help="start from random weights instead of a checkpoint")
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs; 0 only evaluates (default: 1)")

@@ -31,19 +31,23 @@ def progress(iterable, total: int, desc: str):
     return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
 
 
-def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, epochs: int, scheduler=None) -> float:
-    """One pass over `batches`; prints the course's step lines; returns the mean loss."""
+def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, epochs: int, scheduler=None) -> tuple[float, float]:
+    """One pass over `batches`; prints the course's step lines; returns the mean loss and accuracy (%)."""
     model.train()
     total_steps = len(batches)
     window_loss, window_steps, epoch_loss = 0.0, 0, 0.0
+    correct, seen = torch.zeros((), dtype=torch.long, device=device), 0  # counted on the device: no sync per step
     for step, (images, labels) in enumerate(progress(batches, total_steps, f"epoch {epoch}"), start=1):
         with autocast(device):
-            loss = criterion(model(images), labels)
+            logits = model(images)
+            loss = criterion(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(labels)
         loss_value = loss.item()
         if loss_value != loss_value:  # NaN: stop before the weights are ruined further
             raise utils.UserError(f"the loss became NaN at epoch {epoch}, step {step}: lower --lr and try again.")
@@ -54,7 +58,7 @@ def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, ep
             tqdm.write(f"Epoch [{epoch}/{epochs}], Step [{step}/{total_steps}] Loss: {window_loss / window_steps:.4f}")
             sys.stdout.flush()
             window_loss, window_steps = 0.0, 0
-    return epoch_loss / total_steps
+    return epoch_loss / total_steps, 100.0 * correct.item() / seen
 
 
 @torch.inference_mode()
@@ -84,11 +88,15 @@ def zero_init_last_bn(model: nn.Module) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a model on CIFAR-10 from scratch, choosing the best epoch on a validation split.")
-    parser.add_argument("--model", choices=["resnet50", "vgg16"], default="resnet50", help="architecture to train (default: resnet50)")
+    parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture to train (default: resnet50)")
     parser.add_argument("--epochs", type=int, default=30, help="number of epochs of the one-cycle schedule (default: 30)")
     parser.add_argument("--batch-size", type=int, default=128, help="training mini-batch size (default: 128)")
     parser.add_argument("--lr", type=float, default=0.2, help="peak learning rate of the one-cycle schedule (default: 0.2)")
     parser.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default: 5e-4)")
+    parser.add_argument("--schedule", choices=["one-cycle", "constant"], default="one-cycle",
+                        help="learning rate: one-cycle (warm up to --lr, then cosine down to ~0) or constant --lr (default: one-cycle)")
+    parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True, help="Nesterov momentum (default: on)")
+    parser.add_argument("--init", metavar="CHECKPOINT", help="start from these weights instead of random ones (e.g. the shipped checkpoint)")
     parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss (default: 0.1)")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ (default: download into data/)")
     parser.add_argument("--classes", help="comma-separated subset of CIFAR-10 classes, e.g. airplane,automobile,bird (default: all ten)")
@@ -113,7 +121,10 @@ def recipe_of(args) -> dict:
     """The settings that define a run; --resume refuses to mix two recipes."""
     keys = ("model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "classes", "val_per_class", "split_seed", "seed")
     recipe = {key: getattr(args, key) for key in keys}
-    recipe.update(optimizer="sgd-nesterov", momentum=0.9, schedule="one-cycle", augmentation="random-crop-4+flip", zero_init_last_bn=True)
+    recipe.update(optimizer="sgd-nesterov" if args.nesterov else "sgd", momentum=0.9, schedule=args.schedule,
+                  augmentation="random-crop-4+flip", zero_init_last_bn=args.model == "resnet50" and not args.init)
+    if args.init:
+        recipe["init"] = args.init
     return recipe
 
 
@@ -139,12 +150,17 @@ def main(argv=None) -> None:
 
     utils.seed_everything(args.seed)
     model = utils.build_model(args.model, len(classes))
-    if args.model == "resnet50":
+    if args.init:
+        utils.load_weights(model, utils.load_checkpoint(args.init), args.model, classes, args.init)
+    elif args.model == "resnet50":
         zero_init_last_bn(model)
     model = utils.prepare_for_speed(model, device)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train_batches), pct_start=0.15)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=args.nesterov, weight_decay=args.weight_decay)
+    if args.schedule == "one-cycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train_batches), pct_start=0.15)
+    else:
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     history, start_epoch, best = [], 1, 0.0
 
     if args.resume:
@@ -161,10 +177,10 @@ def main(argv=None) -> None:
 
     for epoch in range(start_epoch, args.epochs + 1):
         started = time.perf_counter()
-        train_loss = train_one_epoch(model, train_batches, optimizer, criterion, device, epoch, args.epochs, scheduler)
+        train_loss, train_accuracy = train_one_epoch(model, train_batches, optimizer, criterion, device, epoch, args.epochs, scheduler)
         train_seconds = time.perf_counter() - started
         val_accuracy, val_loss = evaluate(model, val_batches, device, "validation", criterion)
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy,
+        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy,
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started, "train_seconds": train_seconds})
         best = max(best, val_accuracy)
         meta = {"arch": args.model, "num_classes": len(classes), "classes": list(classes), "epoch": epoch,

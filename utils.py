@@ -23,6 +23,7 @@ STD = (0.2023, 0.1994, 0.2010)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent / "data"
 CHECKPOINT_FORMAT = 1
+MODELS = ("resnet50", "resnet50-cifar", "vgg16")
 
 
 class UserError(Exception):
@@ -263,14 +264,17 @@ class MatmulConv1x1(nn.Conv2d):
 
 
 def build_model(arch: str, num_classes: int) -> nn.Module:
-    """A fresh model by name: 'resnet50' or 'vgg16'."""
+    """A fresh model by name: one of MODELS."""
     if arch == "resnet50":
         from resnet import ResNet50
         return ResNet50(num_classes)
+    if arch == "resnet50-cifar":
+        from resnet_cifar import ResNet50Cifar
+        return ResNet50Cifar(num_classes)
     if arch == "vgg16":
         from vgg import VGG16
         return VGG16(num_classes)
-    raise UserError(f"unknown model '{arch}': use resnet50 or vgg16.")
+    raise UserError(f"unknown model '{arch}': use one of {', '.join(MODELS)}.")
 
 
 def prepare_for_speed(model: nn.Module, device: torch.device) -> nn.Module:
