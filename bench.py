@@ -56,17 +56,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def median_rate(images_per_run: int, run, repeats: int) -> float:
     """Images per second: one warm-up run, then the median of `repeats` timed runs."""
-    run()
     times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):  # keep the step lines out of the table
+    with contextlib.redirect_stdout(io.StringIO()):  # keep the loops' own lines out of the table
+        run()
+        for _ in range(repeats):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            started = time.perf_counter()
             run()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - started)
     return images_per_run / statistics.median(times)
 
 
