@@ -145,8 +145,9 @@ def main(argv=None) -> None:
     print(f"Training on {int(train_mask.sum())} images, validating on {len(val_index)} (seed {args.split_seed}), device {device}", flush=True)
     train_batches = utils.Batches(images[train_mask], labels[train_mask], args.batch_size, device, train=True, seed=args.seed)
     val_batches = utils.Batches(images[val_index], labels[val_index], 500, device, train=False)
+    data = f"{describe_source(args.data_dir)}, {int(train_mask.sum()):,}/{len(val_index):,} train/validation split, seed {args.split_seed}"
     if args.export:
-        return export(out / "best.pt", Path(args.export), val_batches, device)
+        return export(out / "best.pt", Path(args.export), val_batches, device, data)
 
     utils.seed_everything(args.seed)
     model = utils.build_model(args.model, len(classes))
@@ -185,7 +186,7 @@ def main(argv=None) -> None:
         best = max(best, val_accuracy)
         meta = {"arch": args.model, "num_classes": len(classes), "classes": list(classes), "epoch": epoch,
                 "accuracy": val_accuracy, "accuracy_split": f"validation ({len(val_index)} held-out training images, seed {args.split_seed})",
-                "recipe": recipe, "data": f"{args.data_dir or 'CIFAR-10 via torchvision'}, train split minus {args.val_per_class}/class held out"}
+                "recipe": recipe, "data": data}
         full_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history, "best_accuracy": best,
                       "batches_rng": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state()}
         if val_accuracy >= best:
@@ -196,15 +197,22 @@ def main(argv=None) -> None:
               f"validation accuracy {val_accuracy:.2f} % (best {best:.2f} %), {history[-1]['seconds']:.0f} s", flush=True)
 
 
-def export(best_path: Path, target: Path, val_batches, device) -> None:
+def describe_source(data_dir) -> str:
+    """Words for the metadata: which copy of CIFAR-10 a run trained on."""
+    if data_dir and any(Path(data_dir, "train").glob("*/*.jp*g")):
+        return f"JPEG copy of the CIFAR-10 training split ({data_dir})"
+    return f"CIFAR-10 training split ({data_dir or 'torchvision download'})"
+
+
+def export(best_path: Path, target: Path, val_batches, device, data: str) -> None:
     """Write a small copy of a run's best checkpoint (fp16 weights, no training state) after checking it."""
     state = utils.load_checkpoint(best_path, device)
     model = utils.build_model(state["arch"], state["num_classes"])
     utils.load_weights(model, state, state["arch"], tuple(state["classes"]), best_path)
     model = utils.prepare_for_speed(model, device)
     full, _ = evaluate(model, val_batches, device, "validation")
-    keys = ("arch", "num_classes", "classes", "epoch", "accuracy", "accuracy_split", "recipe", "data")
-    meta = {key: state[key] for key in keys if key in state} | {"history": state.get("history", [])}
+    keys = ("arch", "num_classes", "classes", "epoch", "accuracy", "accuracy_split", "recipe")
+    meta = {key: state[key] for key in keys if key in state} | {"data": data, "history": state.get("history", [])}
     utils.save_checkpoint(target.with_name(target.name + ".check"), model, meta, half=True)
     small = utils.load_checkpoint(target.with_name(target.name + ".check"), device)
     utils.load_weights(model, small, state["arch"], tuple(state["classes"]), target)
