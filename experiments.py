@@ -72,7 +72,7 @@ def epochs_cell(done: int, requested: int, reported: int) -> str:
         return f"{done} of {reported} epochs (shortened with --epochs {requested}: not the report's run)"
     if requested > reported:
         return f"{done} epochs (more than the report's {reported})"
-    return f"{done} of {reported} epochs"
+    return f"{done} of {reported} epoch{'s' if reported > 1 else ''}"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -213,10 +213,11 @@ def three_class(args) -> None:
 def check_pretrained(path: str, val_per_class: int) -> None:
     """Refuse a checkpoint that may have trained on the validation images used here."""
     recipe = utils.load_checkpoint(path).get("recipe", {})
-    if (recipe.get("val_per_class"), recipe.get("split_seed")) != (val_per_class, 0):
-        raise utils.UserError(f"{path} was not trained with {val_per_class} images per class held out (seed 0) "
-                              f"(its recipe: {recipe}), so it may have seen this comparison's validation images. "
-                              "Pass --val-per-class to match it, or a checkpoint made by train.py.")
+    held_out = (recipe.get("val_per_class"), recipe.get("split_seed"))
+    if held_out != (val_per_class, 0):
+        raise utils.UserError(f"{path} was trained with {held_out[0]} images per class held out (split seed {held_out[1]}), not "
+                              f"{val_per_class} (seed 0), so it may have seen this comparison's validation images. "
+                              "Pass the matching --val-per-class, or a checkpoint made by train.py.")
 
 
 def scratch_vs_pretrained(args) -> None:
@@ -233,7 +234,7 @@ def scratch_vs_pretrained(args) -> None:
             run_row(out / "pretrained", f"from `{args.checkpoint}`", REPORTED["pretrained"])]
     write_results(out, "ResNet-50: from scratch vs pretrained",
                   f"The assignment's ResNet-50, 10 classes, validation = {args.val_per_class} training images per class held out "
-                  "(seed 0: the images the checkpoint never trained on). Same recipe for both: SGD lr 0.01, momentum 0.9 "
+                  "(seed 0: with the full training split as --data-dir, the images the checkpoint never trained on). Same recipe for both: SGD lr 0.01, momentum 0.9 "
                   "(no Nesterov), weight decay 5e-4, constant lr, no label smoothing, random crop + flip, batch 128. "
                   "Curves: comparison.png.", rows, "run")
 

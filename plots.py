@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # draw into files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from utils import UserError  # noqa: E402
@@ -64,13 +65,14 @@ def plot_history(history: list[dict], path, title: str) -> Path:
     """Loss (left) and accuracy (right) per epoch, training and validation."""
     check_history(history)
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for ax, kind in zip(axes, ("loss", "accuracy")):
         for split, style in (("train", "o-"), ("val", "s-")):
             key = f"{split}_{kind}"
             if all(key in row for row in history):
                 ax.plot(epochs, [row[key] for row in history], style, label=LABELS[key].removesuffix(" (%)"))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("accuracy (%)" if kind == "accuracy" else "cross-entropy loss")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -82,13 +84,14 @@ def plot_comparison(histories: dict[str, list[dict]], path, title: str, metric: 
     """One metric per epoch for several runs on one figure."""
     if not histories:
         raise UserError("no runs to compare.")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for name, history in histories.items():
         check_history(history)
         if not all(metric in row for row in history):
             raise UserError(f"run '{name}' has no '{metric}' in its history; choose one of: {', '.join(history[0])}.")
         ax.plot([row["epoch"] for row in history], [row[metric] for row in history], "o-", label=name)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(LABELS.get(metric, metric))
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -103,7 +106,7 @@ def plot_predictions(images_uint8, true, pred, class_names, path, columns: int =
         raise UserError(f"plot_predictions needs images (N, 3, H, W) and N labels and predictions; got {images.shape}, {len(true)}, {len(pred)}.")
     columns = min(columns, len(images))
     rows = math.ceil(len(images) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 0.4 + 1.9 * rows), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, t, p in zip(axes.flat, images, true, pred):
@@ -132,7 +135,7 @@ def plot_confusion(true, pred, class_names, path) -> Path:
     """Confusion matrix with the count in every cell (rows: true class, columns: predicted)."""
     k = len(class_names)
     counts = confusion_matrix(true, pred, k)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * k, 0.6 + 0.7 * k))
+    fig, ax = plt.subplots(figsize=(1.5 + 0.7 * k, 1.0 + 0.7 * k), layout="constrained")
     ax.imshow(counts, cmap="Blues")
     for i in range(k):
         for j in range(k):
