@@ -98,7 +98,7 @@ def main(argv=None) -> None:
         utils.save_checkpoint(out_path, model, {"arch": args.model, "num_classes": len(classes), "classes": list(classes),
                                                 "epoch": meta.get("epoch", 0) + args.epochs, "accuracy": accuracy,
                                                 "accuracy_split": "test", "recipe": recipe})
-        print(f"Saved the fine-tuned weights to {out_path}")
+        print(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to {out_path}")
     minutes, seconds = divmod(time.perf_counter() - started, 60)
     print(f"Done in {int(minutes)} min {seconds:.0f} s on {device}.")
 
