@@ -42,16 +42,12 @@ class PILDataset(torch.utils.data.Dataset):
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Measure training and evaluation throughput (images/s) on synthetic CIFAR-sized data.")
     parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture to measure (default: resnet50)")
-    parser.add_argument("--batch-size", type=int, default=100, help="training batch size, as main.py (default: 100)")
-    parser.add_argument("--steps", type=int, default=6, help="training steps timed in each repeat (default: 6)")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of each measurement; the median is reported (default: 3)")
-    parser.add_argument("--eval-images", type=int, default=3000, help="images per evaluation repeat (default: 3000)")
+    parser.add_argument("--batch-size", type=utils.positive_int, default=100, help="training batch size, as main.py (default: 100)")
+    parser.add_argument("--steps", type=utils.positive_int, default=6, help="training steps timed in each repeat (default: 6)")
+    parser.add_argument("--repeats", type=utils.positive_int, default=3, help="repeats of each measurement; the median is reported (default: 3)")
+    parser.add_argument("--eval-images", type=utils.positive_int, default=3000, help="images per evaluation repeat (default: 3000)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
-    args = parser.parse_args(argv)
-    for name in ("batch_size", "steps", "repeats", "eval_images"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive whole number")
-    return args
+    return parser.parse_args(argv)
 
 
 def median_rate(images_per_run: int, run, repeats: int) -> float:

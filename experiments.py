@@ -36,17 +36,6 @@ GRID_SIZE = 32  # validation images shown in predictions.png
 
 # ------------------------------------------------------------------ helpers
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number above zero."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
-    return value
-
-
 def describe_device(name: str | None) -> str:
     """The device a run uses, in words: 'cpu (2 threads)' or the GPU's name."""
     device = utils.pick_device(name)
@@ -278,7 +267,7 @@ def figures(args) -> None:
 
 def add_common(parser: argparse.ArgumentParser, epochs_help: str, out: str) -> None:
     """The flags every experiment takes."""
-    parser.add_argument("--epochs", type=positive_int, help=f"{epochs_help}; fewer makes a shortened run, and the table says so")
+    parser.add_argument("--epochs", type=utils.positive_int, help=f"{epochs_help}; fewer makes a shortened run, and the table says so")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ (default: download into data/)")
     parser.add_argument("--out", help=f"folder for the runs, figures and results.md (default: {out})")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
@@ -294,7 +283,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_common(p, "epochs for every model (default: the report's, 20 for vgg16 and 15 for resnet50-cifar)", "runs/three-class")
     p.add_argument("--models", nargs="+", choices=list(THREE_CLASS_EPOCHS), default=list(THREE_CLASS_EPOCHS),
                    help="models to train (default: both); the table lists every model already run in --out")
-    p.add_argument("--val-per-class", type=positive_int, default=1000,
+    p.add_argument("--val-per-class", type=utils.positive_int, default=1000,
                    help="training images per class held out for validation (default: 1000: 12,000 train / 3,000 validation)")
     p.set_defaults(handler=three_class)
 
@@ -302,7 +291,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                             description="ResNet-50 (resnet.py) from random weights and from the checkpoint, same recipe and epochs.")
     add_common(p, f"epochs of each run (default: the report's {SCRATCH_EPOCHS})", "runs/scratch-vs-pretrained")
     p.add_argument("--checkpoint", default="checkpoints/resnet50_cifar10.pt", help="pretrained weights (default: checkpoints/resnet50_cifar10.pt)")
-    p.add_argument("--val-per-class", type=positive_int, default=500,
+    p.add_argument("--val-per-class", type=utils.positive_int, default=500,
                    help="training images per class held out for validation; must be the checkpoint's (default: 500)")
     p.set_defaults(handler=scratch_vs_pretrained)
 

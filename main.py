@@ -23,26 +23,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture (default: resnet50)")
     parser.add_argument("--checkpoint", help="pretrained weights to start from (default: checkpoints/<model>_cifar10.pt)")
     parser.add_argument("--no-pretrained", action="store_true", help="start from random weights instead of a checkpoint")
-    parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs; 0 only evaluates (default: 1)")
-    parser.add_argument("--batch-size", type=int, default=100, help="mini-batch size (default: 100, as in the course)")
+    parser.add_argument("--epochs", type=utils.natural_int, default=1, help="fine-tuning epochs; 0 only evaluates (default: 1)")
+    parser.add_argument("--batch-size", type=utils.positive_int, default=100, help="mini-batch size (default: 100, as in the course)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd (momentum 0.9) or adam (default: sgd)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 0.001; the course used adam with 1e-3)")
+    parser.add_argument("--lr", type=utils.positive_float, default=1e-3, help="learning rate (default: 0.001; the course used adam with 1e-3)")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py, or DIR/train/<class>/ and DIR/test/<class>/ (default: download into data/)")
     parser.add_argument("--classes", help="comma-separated subset of CIFAR-10 classes, e.g. airplane,automobile,bird (default: all ten)")
     parser.add_argument("--out", help="where to save the fine-tuned weights (default: runs/<model>_finetuned.pt; never the pretrained file)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
-    parser.add_argument("--workers", type=int, default=0, help="CPU threads for PyTorch (default: 0 = PyTorch's choice, one per core)")
+    parser.add_argument("--workers", type=utils.natural_int, default=0, help="CPU threads for PyTorch (default: 0 = PyTorch's choice, one per core)")
     parser.add_argument("--seed", type=int, default=0, help="seed for shuffling and augmentation (default: 0)")
-    args = parser.parse_args(argv)
-    if args.epochs < 0:
-        parser.error(f"--epochs must be 0 (evaluate only) or more, got {args.epochs}")
-    if args.batch_size <= 0:
-        parser.error(f"--batch-size must be a positive whole number, got {args.batch_size}")
-    if args.lr <= 0:
-        parser.error(f"--lr must be positive, got {args.lr}")
-    if args.workers < 0:
-        parser.error(f"--workers must be 0 or more, got {args.workers}")
-    return args
+    return parser.parse_args(argv)
 
 
 def make_optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:

@@ -22,12 +22,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Hold out a class-balanced part of CIFAR-10's training images as a test split.")
     parser.add_argument("--source", default="data/cifar10-jpg", help="folder holding train/<class>/ images (default: data/cifar10-jpg)")
     parser.add_argument("--out", default="data/cifar10-split", help="new folder to write train/ and test/ into (default: data/cifar10-split)")
-    parser.add_argument("--val-per-class", type=int, default=500, help="images per class to hold out (default: 500, as train.py)")
+    parser.add_argument("--val-per-class", type=utils.positive_int, default=500, help="images per class to hold out (default: 500, as train.py)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed that picks them (default: 0, as train.py)")
-    args = parser.parse_args(argv)
-    if args.val_per_class <= 0:
-        parser.error(f"--val-per-class must be positive, got {args.val_per_class}")
-    return args
+    return parser.parse_args(argv)
 
 
 def link_or_copy(source: Path, target: Path) -> None:

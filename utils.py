@@ -30,6 +30,36 @@ class UserError(Exception):
     """A problem with the user's input: printed as one clear message, no traceback."""
 
 
+# ------------------------------------------------------- command-line numbers
+
+def _number(text: str, kind, lowest, words: str):
+    """Parse text as `kind` and check it is >= lowest (> 0 when lowest is None); argparse shows the message."""
+    import argparse
+
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {words}, got '{text}'") from None
+    if (lowest is None and not value > 0) or (lowest is not None and value < lowest):
+        raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above zero."""
+    return _number(text, int, None, "a positive whole number")
+
+
+def natural_int(text: str) -> int:
+    """argparse type: a whole number, zero or more."""
+    return _number(text, int, 0, "a whole number, 0 or more")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above zero."""
+    return _number(text, float, None, "a positive number")
+
+
 # ---------------------------------------------------------------- device, seed
 
 def pick_device(name: str | None = None) -> torch.device:

@@ -69,9 +69,10 @@ def fails_with(capsys, argv, pattern):
 
 
 @pytest.mark.parametrize("flags,pattern", [
-    (["--epochs", "-1"], "--epochs must be 0"),
-    (["--batch-size", "0"], "--batch-size must be a positive"),
-    (["--lr", "0"], "--lr must be positive"),
+    (["--epochs", "-1"], "--epochs: must be a whole number, 0 or more"),
+    (["--batch-size", "0"], "--batch-size: must be a positive whole number"),
+    (["--lr", "0"], "--lr: must be a positive number"),
+    (["--batch-size", "ten"], "--batch-size: expected a positive whole number"),
     (["--model", "resnet18"], "invalid choice"),
 ])
 def test_bad_numbers_and_choices(capsys, flags, pattern):
