@@ -2,6 +2,7 @@
 
     python bench.py                    # ResNet-50, batch 100, on the best device
     python bench.py --model vgg16 --steps 4
+    python bench.py --accuracy-check data/cifar10-split   # same accuracy both ways?
 
 Runs on synthetic uint8 32x32 images (CIFAR-10's size and type), so no data set is
 needed. Each measurement is the median of several repeats after a warm-up, timed
@@ -28,15 +29,36 @@ from train import evaluate, run_cli, train_one_epoch
 class PILDataset(torch.utils.data.Dataset):
     """The course's input pipeline: one PIL image at a time through torchvision transforms."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, train: bool = True):
         self.images, self.labels = images, labels
-        self.transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(utils.MEAN, utils.STD)])
+        augment = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+        self.transform = T.Compose([*augment, T.ToTensor(), T.Normalize(utils.MEAN, utils.STD)])
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+class OnDevice:
+    """Wraps a DataLoader so that its batches arrive on the device, as utils.Batches' do."""
+
+    def __init__(self, loader, device):
+        self.loader, self.device = loader, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            yield images.to(self.device), labels.to(self.device)
+
+
+def course_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device, train: bool) -> OnDevice:
+    """The course's DataLoader over uint8 (N, 3, 32, 32) images."""
+    dataset = PILDataset(images.permute(0, 2, 3, 1).numpy(), labels.numpy(), train)
+    return OnDevice(torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=train), device)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,6 +69,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=utils.positive_int, default=3, help="repeats of each measurement; the median is reported (default: 3)")
     parser.add_argument("--eval-images", type=utils.positive_int, default=3000, help="images per evaluation repeat (default: 3000)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
+    parser.add_argument("--accuracy-check", metavar="DATA_DIR", help="instead of timing: train the same initial model both ways "
+                        "on real images (DATA_DIR/train, tested on DATA_DIR/test) and print both test accuracies")
+    parser.add_argument("--check-classes", default="airplane,automobile,bird", help="classes of the accuracy check (default: airplane,automobile,bird)")
+    parser.add_argument("--check-images", type=utils.positive_int, default=3000, help="training images of the accuracy check (default: 3000)")
+    parser.add_argument("--check-epochs", type=utils.positive_int, default=3, help="epochs of the accuracy check (default: 3)")
     return parser.parse_args(argv)
 
 
@@ -66,11 +93,45 @@ def median_rate(images_per_run: int, run, repeats: int) -> float:
     return images_per_run / statistics.median(times)
 
 
+def accuracy_check(args, device) -> None:
+    """Train one initial model the course's way and the default way, then compare test accuracy."""
+    classes = utils.parse_classes(args.check_classes)
+    train_images, train_labels = utils.load_data("train", args.accuracy_check, classes)
+    test_images, test_labels = utils.load_data("test", args.accuracy_check, classes)
+    keep = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(0))[:args.check_images]
+    train_images, train_labels = train_images[keep], train_labels[keep]
+    initial = utils.build_model(args.model, len(classes)).state_dict()
+    print(f"Accuracy check: {args.model}, {len(keep)} training images of {', '.join(classes)}, {len(test_labels)} test images, "
+          f"{args.check_epochs} epochs, SGD lr 0.05, batch {args.batch_size}", flush=True)
+    accuracy = {}
+    for path in ("baseline", "default"):
+        utils.seed_everything(1)
+        model = utils.build_model(args.model, len(classes))
+        model.load_state_dict(initial)
+        if path == "baseline":
+            model = model.to(device)
+            train_data = course_loader(train_images, train_labels, args.batch_size, device, train=True)
+            test_data = course_loader(test_images, test_labels, 500, device, train=False)
+        else:
+            model = utils.prepare_for_speed(model, device)
+            train_data = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=1)
+            test_data = utils.Batches(test_images, test_labels, 500, device, train=False)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        started = time.perf_counter()
+        for epoch in range(1, args.check_epochs + 1):
+            train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, epoch, args.check_epochs)
+        accuracy[path], _ = evaluate(model, test_data, device, "test")
+        print(f"  {path} path: {accuracy[path]:.2f} % after {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"check_baseline_acc={accuracy['baseline']:.2f} check_default_acc={accuracy['default']:.2f}")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = utils.pick_device(args.device)
     utils.configure_backends(device)
     utils.seed_everything(0)
+    if args.accuracy_check:
+        return accuracy_check(args, device)
     n_train = args.batch_size * args.steps
     images = np.random.randint(0, 256, (max(n_train, args.eval_images), 32, 32, 3), dtype=np.uint8)
     labels = np.random.randint(0, 10, len(images))
@@ -79,25 +140,16 @@ def main(argv=None) -> None:
           f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
 
     # 1. The course's way: fp32, NCHW, eager, per-image transforms through a DataLoader.
+    train_images, train_labels = utils.to_tensors(images[:n_train], labels[:n_train])
     model = utils.build_model(args.model, 10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    loader = torch.utils.data.DataLoader(PILDataset(images[:n_train], labels[:n_train]), batch_size=args.batch_size, shuffle=True)
-
-    def baseline_step_run():
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            loss = criterion(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-    baseline = median_rate(n_train, baseline_step_run, args.repeats)
+    loader = course_loader(train_images, train_labels, args.batch_size, device, train=True)
+    baseline = median_rate(n_train, lambda: train_one_epoch(model, loader, optimizer, criterion, device, 1, 1), args.repeats)
     print(f"  baseline training done: {baseline:.1f} images/s", flush=True)
 
     # 2. and 3. The default path of main.py: uint8 tensors, batched augmentation, channels_last, 1x1 convs as matmuls.
     model = utils.prepare_for_speed(utils.build_model(args.model, 10), device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    train_images, train_labels = utils.to_tensors(images[:n_train], labels[:n_train])
     train_batches = utils.Batches(train_images, train_labels, args.batch_size, device, train=True)
     fast = median_rate(n_train, lambda: train_one_epoch(model, train_batches, optimizer, criterion, device, 1, 1), args.repeats)
     print(f"  default training done: {fast:.1f} images/s", flush=True)

@@ -10,3 +10,11 @@ def test_bench_prints_table_and_final_line(capsys):
     assert "| training, default path |" in "\n".join(lines)
     assert re.fullmatch(r"train_baseline_img_s=[\d.]+ train_img_s=[\d.]+ train_speedup=[\d.]+ eval_img_s=\d+ peak_rss_gb=[\d.]+", lines[-1])
     assert not any(line.startswith("Epoch [") for line in lines)  # the loops' lines stay out of the report
+
+
+def test_accuracy_check_trains_both_ways(tiny_data, capsys):
+    bench.main(["--accuracy-check", str(tiny_data), "--check-classes", "cat,dog", "--check-images", "8",
+                "--check-epochs", "1", "--batch-size", "4", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "baseline path:" in out and "default path:" in out
+    assert re.search(r"^check_baseline_acc=[\d.]+ check_default_acc=[\d.]+$", out, re.M)
