@@ -102,7 +102,7 @@ def accuracy_check(args, device) -> None:
     train_images, train_labels = train_images[keep], train_labels[keep]
     initial = utils.build_model(args.model, len(classes)).state_dict()
     print(f"Accuracy check: {args.model}, {len(keep)} training images of {', '.join(classes)}, {len(test_labels)} test images, "
-          f"{args.check_epochs} epochs, SGD lr 0.05, batch {args.batch_size}", flush=True)
+          f"{args.check_epochs} epochs, SGD lr 0.01, batch {args.batch_size}", flush=True)
     accuracy = {}
     for path in ("baseline", "default"):
         utils.seed_everything(1)
@@ -116,7 +116,7 @@ def accuracy_check(args, device) -> None:
             model = utils.prepare_for_speed(model, device)
             train_data = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=1)
             test_data = utils.Batches(test_images, test_labels, 500, device, train=False)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         started = time.perf_counter()
         for epoch in range(1, args.check_epochs + 1):
             train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, epoch, args.check_epochs)
