@@ -74,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--check-classes", default="airplane,automobile,bird", help="classes of the accuracy check (default: airplane,automobile,bird)")
     parser.add_argument("--check-images", type=utils.positive_int, default=3000, help="training images of the accuracy check (default: 3000)")
     parser.add_argument("--check-epochs", type=utils.positive_int, default=3, help="epochs of the accuracy check (default: 3)")
+    parser.add_argument("--check-seeds", type=utils.positive_int, default=3, help="seeds (initial weights, order, augmentation) of the check (default: 3)")
     return parser.parse_args(argv)
 
 
@@ -94,35 +95,40 @@ def median_rate(images_per_run: int, run, repeats: int) -> float:
 
 
 def accuracy_check(args, device) -> None:
-    """Train one initial model the course's way and the default way, then compare test accuracy."""
+    """Train the same initial models the course's way and the default way; compare test accuracy over seeds."""
     classes = utils.parse_classes(args.check_classes)
     train_images, train_labels = utils.load_data("train", args.accuracy_check, classes)
     test_images, test_labels = utils.load_data("test", args.accuracy_check, classes)
     keep = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(0))[:args.check_images]
     train_images, train_labels = train_images[keep], train_labels[keep]
-    initial = utils.build_model(args.model, len(classes)).state_dict()
     print(f"Accuracy check: {args.model}, {len(keep)} training images of {', '.join(classes)}, {len(test_labels)} test images, "
-          f"{args.check_epochs} epochs, SGD lr 0.01, batch {args.batch_size}", flush=True)
-    accuracy = {}
-    for path in ("baseline", "default"):
-        utils.seed_everything(1)
-        model = utils.build_model(args.model, len(classes))
-        model.load_state_dict(initial)
-        if path == "baseline":
-            model = model.to(device)
-            train_data = course_loader(train_images, train_labels, args.batch_size, device, train=True)
-            test_data = course_loader(test_images, test_labels, 500, device, train=False)
-        else:
-            model = utils.prepare_for_speed(model, device)
-            train_data = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=1)
-            test_data = utils.Batches(test_images, test_labels, 500, device, train=False)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        started = time.perf_counter()
-        for epoch in range(1, args.check_epochs + 1):
-            train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, epoch, args.check_epochs)
-        accuracy[path], _ = evaluate(model, test_data, device, "test")
-        print(f"  {path} path: {accuracy[path]:.2f} % after {time.perf_counter() - started:.0f} s", flush=True)
-    print(f"check_baseline_acc={accuracy['baseline']:.2f} check_default_acc={accuracy['default']:.2f}")
+          f"{args.check_epochs} epochs, SGD lr 0.01, batch {args.batch_size}, seeds 0-{args.check_seeds - 1}", flush=True)
+    accuracy = {"baseline": [], "default": []}
+    for seed in range(args.check_seeds):
+        utils.seed_everything(seed)
+        initial = utils.build_model(args.model, len(classes)).state_dict()
+        for path in accuracy:
+            utils.seed_everything(seed)
+            model = utils.build_model(args.model, len(classes))
+            model.load_state_dict(initial)
+            if path == "baseline":
+                model = model.to(device)
+                train_data = course_loader(train_images, train_labels, args.batch_size, device, train=True)
+                test_data = course_loader(test_images, test_labels, 500, device, train=False)
+            else:
+                model = utils.prepare_for_speed(model, device)
+                train_data = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=seed)
+                test_data = utils.Batches(test_images, test_labels, 500, device, train=False)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+            with contextlib.redirect_stdout(io.StringIO()):
+                for epoch in range(1, args.check_epochs + 1):
+                    train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, epoch, args.check_epochs)
+                result, _ = evaluate(model, test_data, device, "test")
+            accuracy[path].append(result)
+            print(f"  seed {seed}, {path} path: {result:.2f} %", flush=True)
+    mean = {path: statistics.mean(values) for path, values in accuracy.items()}
+    spread = {path: statistics.pstdev(values) for path, values in accuracy.items()}
+    print(f"check_baseline_acc={mean['baseline']:.2f}+-{spread['baseline']:.2f} check_default_acc={mean['default']:.2f}+-{spread['default']:.2f}")
 
 
 def main(argv=None) -> None:

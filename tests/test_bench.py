@@ -14,7 +14,7 @@ def test_bench_prints_table_and_final_line(capsys):
 
 def test_accuracy_check_trains_both_ways(tiny_data, capsys):
     bench.main(["--accuracy-check", str(tiny_data), "--check-classes", "cat,dog", "--check-images", "8",
-                "--check-epochs", "1", "--batch-size", "4", "--device", "cpu"])
+                "--check-epochs", "1", "--check-seeds", "1", "--batch-size", "4", "--device", "cpu"])
     out = capsys.readouterr().out
-    assert "baseline path:" in out and "default path:" in out
-    assert re.search(r"^check_baseline_acc=[\d.]+ check_default_acc=[\d.]+$", out, re.M)
+    assert "seed 0, baseline path:" in out and "seed 0, default path:" in out
+    assert re.search(r"^check_baseline_acc=[\d.]+\+-[\d.]+ check_default_acc=[\d.]+\+-[\d.]+$", out, re.M)
