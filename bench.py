@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=utils.positive_int, default=6, help="training steps timed in each repeat (default: 6)")
     parser.add_argument("--repeats", type=utils.positive_int, default=3, help="repeats of each measurement; the median is reported (default: 3)")
     parser.add_argument("--eval-images", type=utils.positive_int, default=3000, help="images per evaluation repeat (default: 3000)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
+    parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--accuracy-check", metavar="DATA_DIR", help="instead of timing: train the same initial model both ways "
                         "on real images (DATA_DIR/train, tested on DATA_DIR/test) and print both test accuracies")
     parser.add_argument("--check-classes", default="airplane,automobile,bird", help="classes of the accuracy check (default: airplane,automobile,bird)")

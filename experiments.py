@@ -270,7 +270,7 @@ def add_common(parser: argparse.ArgumentParser, epochs_help: str, out: str) -> N
     parser.add_argument("--epochs", type=utils.positive_int, help=f"{epochs_help}; fewer makes a shortened run, and the table says so")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ (default: download into data/)")
     parser.add_argument("--out", help=f"folder for the runs, figures and results.md (default: {out})")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
+    parser.add_argument("--device", help=utils.DEVICE_HELP)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -305,7 +305,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                             description="Write history.png, history.csv, predictions.png and confusion.png into each run folder.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder written by train.py or experiments.py, e.g. runs/three-class/vgg16")
     p.add_argument("--data-dir", help="the --data-dir the run was trained with (its validation split is re-made from it)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
+    p.add_argument("--device", help=utils.DEVICE_HELP)
     p.set_defaults(handler=figures)
     return parser.parse_args(argv)
 

@@ -91,14 +91,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--init", metavar="CHECKPOINT", help="start from these weights instead of random ones (e.g. the shipped checkpoint)")
     parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss (default: 0.1)")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ (default: download into data/)")
-    parser.add_argument("--classes", help="comma-separated subset of CIFAR-10 classes, e.g. airplane,automobile,bird (default: all ten)")
+    parser.add_argument("--classes", help=utils.CLASSES_HELP)
     parser.add_argument("--val-per-class", type=utils.positive_int, default=500, help="training images per class held out for validation (default: 500)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed that picks the validation images (default: 0)")
     parser.add_argument("--out", default="runs/train", help="folder for last.pt, best.pt, history.json (default: runs/train)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out/last.pt")
     parser.add_argument("--export", metavar="PATH", help="instead of training: write --out/best.pt to PATH with half-precision weights "
                         "and no optimizer state (the shipped checkpoint), after checking its validation accuracy is unchanged")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)")
+    parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation (default: 0)")
     return parser.parse_args(argv)
 

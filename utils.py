@@ -24,6 +24,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent / "data"
 CHECKPOINT_FORMAT = 1
 MODELS = ("resnet50", "resnet50-cifar", "vgg16")
+# --help texts shared by every script, so that each flag means one thing everywhere
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)"
+CLASSES_HELP = "comma-separated subset of CIFAR-10 classes, e.g. airplane,automobile,bird (default: all ten)"
 
 
 class UserError(Exception):
