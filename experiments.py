@@ -103,10 +103,10 @@ def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int
                 train_images=len(labels) - args.val_per_class * len(classes), validation_images=args.val_per_class * len(classes),
                 devices=sorted(set(info.get("devices", [])) | {describe_device(args.device)}), command="python train.py " + " ".join(argv))
     if not resuming:  # before training, so that an interrupted run is described too
-        plots.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
+        utils.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
     print(f"== {info['command']}", flush=True)
     train.main(argv)
-    plots.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
+    utils.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
 
 
 @torch.inference_mode()
@@ -175,7 +175,7 @@ def write_results(out: Path, title: str, intro: str, rows: list[tuple[list[str],
     warning = ("\n**Shorter than the report's runs** (see \"epochs run\"): these numbers are not the report's experiment "
                "and must not be quoted as such.\n") if short else ""
     text = f"# {title}\n\n{intro}\n{warning}\n{markdown_table(header, [row for row, _ in rows])}"
-    path = plots.write_atomically(out / "results.md", text.encode())
+    path = utils.write_atomically(out / "results.md", text.encode())
     print(f"\n{text}\nWrote {path}", flush=True)
     return path
 
@@ -253,7 +253,7 @@ def course_run(args) -> None:
     text = (f"# The course's run: Adam, lr 1e-3, from the pretrained checkpoint\n\nBatch 100, random crop + flip, trained on the "
             f"whole training split of --data-dir and tested on its test split (the course: CIFAR-10's 10,000 test images).\n"
             f"{note}\n{markdown_table(header, [row])}")
-    path = plots.write_atomically(out / "results.md", text.encode())
+    path = utils.write_atomically(out / "results.md", text.encode())
     print(f"\n{text}\nWrote {path}", flush=True)
 
 

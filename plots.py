@@ -6,8 +6,6 @@ interrupted run never leaves half a PNG, and returns the path it wrote.
 import csv
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,25 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from utils import UserError  # noqa: E402
+from utils import UserError, write_atomically  # noqa: E402
 
 LABELS = {"train_loss": "training loss", "val_loss": "validation loss", "train_accuracy": "training accuracy (%)",
           "val_accuracy": "validation accuracy (%)", "lr": "learning rate", "seconds": "seconds per epoch"}
-
-
-def write_atomically(path, data: bytes) -> Path:
-    """Write bytes to path through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
 
 
 def save_figure(fig, path) -> Path:

@@ -178,7 +178,7 @@ def main(argv=None) -> None:
         if val_accuracy >= best:
             utils.save_checkpoint(out / "best.pt", model, meta, **full_state)
         utils.save_checkpoint(out / "last.pt", model, meta, **full_state)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        utils.write_atomically(out / "history.json", json.dumps(history, indent=1).encode())
         print(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {val_loss:.4f}, "
               f"validation accuracy {val_accuracy:.2f} % (best {best:.2f} %), {history[-1]['seconds']:.0f} s", flush=True)
 

@@ -5,6 +5,7 @@ The data path: every split is decoded once into a uint8 tensor (N, 3, 32, 32).
 operations on the training device, and normalizes. No per-image PIL work in
 the training loop, which on a 2-core CPU would steal time from the model.
 """
+import contextlib
 import os
 import pickle
 import random
@@ -318,22 +319,38 @@ def prepare_for_speed(model: nn.Module, device: torch.device) -> nn.Module:
     return model.to(device, memory_format=torch.channels_last)
 
 
+# -------------------------------------------------------------- atomic writes
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path):
+    """Open `path` for writing through a temporary file that replaces it only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result file is for everyone to read
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # only left there if something failed
+
+
+def write_atomically(path: str | Path, data: bytes) -> Path:
+    """Write bytes to `path` atomically: readers see the old file or the new one, never half of one."""
+    with atomic_file(path) as f:
+        f.write(data)
+    return Path(path)
+
+
 # ----------------------------------------------------------------- checkpoints
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict, half: bool = False, **state) -> None:
     """Write model weights, metadata and any extra state atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     weights = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
     content = {"format": CHECKPOINT_FORMAT, **meta, "torch_version": str(torch.__version__), "model": weights, **state}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(content, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        torch.save(content, f)
 
 
 def load_checkpoint(path: str | Path, device="cpu") -> dict:
