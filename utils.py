@@ -183,7 +183,8 @@ def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarr
     holds either cifar-10-batches-py/ or train/ and test/ image folders.
     """
     if data_dir is None:
-        _download(DEFAULT_DATA_ROOT)
+        if not (DEFAULT_DATA_ROOT / "cifar-10-batches-py").is_dir():  # download (and checksum) once, not per split
+            _download(DEFAULT_DATA_ROOT)
         return _read_batches(DEFAULT_DATA_ROOT / "cifar-10-batches-py", split == "train")
     root = Path(data_dir)
     if (root / "cifar-10-batches-py").is_dir():
@@ -244,10 +245,8 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> t
     return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 batch -> normalized float batch in channels_last layout (faster convolutions)."""
-    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
     out = (images.float() / 255 - mean) / std
     return out.contiguous(memory_format=torch.channels_last)
 
@@ -265,6 +264,8 @@ class Batches:
         self.batch_size = batch_size
         self.train = train
         self.generator = torch.Generator().manual_seed(seed)
+        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)  # made once, not per batch
+        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -278,7 +279,7 @@ class Batches:
             images = self.images[index]
             if self.train:
                 images = augment(images, self.generator)
-            yield normalize(images), self.labels[index]
+            yield normalize(images, self.mean, self.std), self.labels[index]
 
 
 # ---------------------------------------------------------------------- model
