@@ -68,7 +68,7 @@ def main(argv=None) -> None:
         meta = utils.load_checkpoint(checkpoint_path)
         utils.load_weights(model, meta, args.model, classes, checkpoint_path)
         accuracy = f", {meta['accuracy']:.2f} % on its {meta.get('accuracy_split', 'validation split')}" if "accuracy" in meta else ""
-        print(f"Loaded pretrained {args.model} from {checkpoint_path} (epoch {meta.get('epoch', '?')}{accuracy})")
+        print(f"Loaded pretrained {args.model} from {checkpoint_path} ({meta.get('total_epochs', meta.get('epoch', '?'))} epochs{accuracy})")
     model = utils.prepare_for_speed(model, device)
     print(f"Device: {device}", flush=True)
 
@@ -87,7 +87,7 @@ def main(argv=None) -> None:
         recipe = {"finetuned_from": str(checkpoint_path) if not args.no_pretrained else None, "epochs": args.epochs,
                   "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed}
         utils.save_checkpoint(out_path, model, {"arch": args.model, "num_classes": len(classes), "classes": list(classes),
-                                                "epoch": meta.get("epoch", 0) + args.epochs, "accuracy": accuracy,
+                                                "epoch": meta.get("total_epochs", meta.get("epoch", 0)) + args.epochs, "accuracy": accuracy,
                                                 "accuracy_split": "test", "recipe": recipe})
         print(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to {out_path}")
     minutes, seconds = divmod(time.perf_counter() - started, 60)

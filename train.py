@@ -139,8 +139,11 @@ def main(argv=None) -> None:
     model = utils.build_model(args.model, len(classes))
     # No zero-initialised last batch-norm (Goyal et al.) here: in this assignment a ReLU follows it,
     # and ReLU'(0) = 0 would leave every residual branch at zero for good.
+    earlier_stages = []  # the runs this one continues (--init), so the metadata tells the whole story
     if args.init:
-        utils.load_weights(model, utils.load_checkpoint(args.init), args.model, classes, args.init)
+        init_state = utils.load_checkpoint(args.init)
+        utils.load_weights(model, init_state, args.model, classes, args.init)
+        earlier_stages = stages_of(init_state)
     model = utils.prepare_for_speed(model, device)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=args.nesterov, weight_decay=args.weight_decay)
@@ -172,7 +175,8 @@ def main(argv=None) -> None:
         best = max(best, val_accuracy)
         meta = {"arch": args.model, "num_classes": len(classes), "classes": list(classes), "epoch": epoch,
                 "accuracy": val_accuracy, "accuracy_split": f"validation ({len(val_index)} held-out training images, seed {args.split_seed})",
-                "recipe": recipe, "data": data}
+                "recipe": recipe, "data": data, "stages": earlier_stages,
+                "total_epochs": sum(stage["epochs"] for stage in earlier_stages) + epoch}
         full_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history, "best_accuracy": best,
                       "batches_rng": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state()}
         if val_accuracy >= best:
@@ -181,6 +185,12 @@ def main(argv=None) -> None:
         utils.write_atomically(out / "history.json", json.dumps(history, indent=1).encode())
         print(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {val_loss:.4f}, "
               f"validation accuracy {val_accuracy:.2f} % (best {best:.2f} %), {history[-1]['seconds']:.0f} s", flush=True)
+
+
+def stages_of(checkpoint: dict) -> list[dict]:
+    """The training stages behind a checkpoint: its own earlier stages, then itself."""
+    own = {key: checkpoint[key] for key in ("recipe", "accuracy", "history") if key in checkpoint}
+    return checkpoint.get("stages", []) + [own | {"epochs": checkpoint.get("epoch", 0)}]
 
 
 def describe_source(data_dir) -> str:
@@ -197,7 +207,7 @@ def export(best_path: Path, target: Path, val_batches, device, data: str) -> Non
     utils.load_weights(model, state, state["arch"], tuple(state["classes"]), best_path)
     model = utils.prepare_for_speed(model, device)
     full, _ = evaluate(model, val_batches, device, "validation")
-    keys = ("arch", "num_classes", "classes", "epoch", "accuracy", "accuracy_split", "recipe")
+    keys = ("arch", "num_classes", "classes", "epoch", "total_epochs", "accuracy", "accuracy_split", "recipe", "stages")
     meta = {key: state[key] for key in keys if key in state} | {"data": data, "history": state.get("history", [])}
     utils.save_checkpoint(target.with_name(target.name + ".check"), model, meta, half=True)
     small = utils.load_checkpoint(target.with_name(target.name + ".check"), device)

@@ -66,6 +66,20 @@ def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".check")] == []
 
 
+def test_a_second_stage_records_the_first(tiny_data, tmp_path):
+    train.main(tiny_run(tiny_data, tmp_path / "first", "--epochs", "2"))
+    first = utils.load_checkpoint(tmp_path / "first" / "best.pt")
+    train.main(tiny_run(tiny_data, tmp_path / "second", "--epochs", "1", "--lr", "0.05", "--init", str(tmp_path / "first" / "best.pt")))
+    target = tmp_path / "shipped.pt"
+    train.main(tiny_run(tiny_data, tmp_path / "second", "--epochs", "1", "--lr", "0.05", "--init", str(tmp_path / "first" / "best.pt"),
+                        "--export", str(target)))
+    shipped = utils.load_checkpoint(target)
+    assert shipped["epoch"] == 1 and shipped["total_epochs"] == first["epoch"] + 1
+    [stage] = shipped["stages"]
+    assert stage["epochs"] == first["epoch"] and stage["recipe"] == first["recipe"] and stage["history"] == first["history"]
+    assert shipped["recipe"]["lr"] == 0.05 and shipped["recipe"]["init"].endswith("best.pt")
+
+
 @pytest.mark.parametrize("flag", ["--epochs", "--batch-size"])
 def test_non_positive_numbers_are_refused(flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
