@@ -130,7 +130,9 @@ def write_run_figures(run: Path, data_dir: str | None, device_name: str | None) 
     recipe, classes, arch = state.get("recipe", {}), tuple(state["classes"]), state["arch"]
     if "val_per_class" not in recipe:
         raise utils.UserError(f"{run / 'best.pt'} does not say which images were held out for validation; it was not written by train.py.")
-    title = f"{MODEL_NAMES.get(arch, arch)}, {len(classes)} classes ({run.name})"
+    history = train.whole_history(state, history)
+    stages = f", {len(state['stages']) + 1} stages" if state.get("stages") else ""
+    title = f"{MODEL_NAMES.get(arch, arch)}, {len(classes)} classes ({run.name}{stages})"
     paths = [plots.plot_history(history, run / "history.png", title), plots.save_history_csv(history, run / "history.csv")]
 
     images, labels = load_train(data_dir, classes)

@@ -193,6 +193,15 @@ def stages_of(checkpoint: dict) -> list[dict]:
     return checkpoint.get("stages", []) + [own | {"epochs": checkpoint.get("epoch", 0)}]
 
 
+def whole_history(checkpoint: dict, history: list[dict]) -> list[dict]:
+    """`history` of a run preceded by its earlier stages' histories, epochs numbered on from one stage to the next."""
+    rows, offset = [], 0
+    for stage in checkpoint.get("stages", []):
+        rows += [row | {"epoch": row["epoch"] + offset} for row in stage.get("history", [])]
+        offset += stage["epochs"]
+    return rows + [row | {"epoch": row["epoch"] + offset} for row in history]
+
+
 def describe_source(data_dir) -> str:
     """Words for the metadata: which copy of CIFAR-10 a run trained on."""
     if data_dir and any(Path(data_dir, "train").glob("*/*.jp*g")):
