@@ -1,0 +1,49 @@
+"""The shipped checkpoint: small, safe to load, strict fit to the assignment's ResNet-50, honest metadata."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import main
+import utils
+from resnet import ResNet50
+
+SHIPPED = Path(main.CHECKPOINT_DIR) / "resnet50_cifar10.pt"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict:
+    assert SHIPPED.is_file(), f"{SHIPPED} is missing: main.py loads it by default"
+    return torch.load(SHIPPED, map_location="cpu", weights_only=True)
+
+
+def test_small_enough_to_ship():
+    assert SHIPPED.stat().st_size <= 32 * 1024 * 1024
+
+
+def test_loads_strictly_and_gives_finite_logits(shipped):
+    model = ResNet50(num_classes=10)
+    model.load_state_dict({k: v.float() for k, v in shipped["model"].items()}, strict=True)
+    model.eval()
+    with torch.inference_mode():
+        logits = model(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert logits.shape == (4, 10) and torch.isfinite(logits).all()
+    assert logits.std(0).mean() > 1e-3  # trained weights tell inputs apart
+
+
+def test_metadata_says_what_it_is(shipped):
+    assert shipped["format"] == utils.CHECKPOINT_FORMAT
+    assert shipped["arch"] == "resnet50" and shipped["num_classes"] == 10
+    assert tuple(shipped["classes"]) == utils.CIFAR10_CLASSES
+    assert 0 < shipped["epoch"] <= shipped["total_epochs"]
+    assert shipped["total_epochs"] == shipped["epoch"] + sum(stage["epochs"] for stage in shipped.get("stages", []))
+    assert 10.0 < shipped["accuracy"] <= 100.0 and shipped["accuracy_split"].startswith("validation (5000")
+    assert "JPEG copy of the CIFAR-10 training split" in shipped["data"]
+    assert "45,000/5,000" in shipped["data"] and "seed 0" in shipped["data"]
+    for recipe in [shipped["recipe"]] + [stage["recipe"] for stage in shipped.get("stages", [])]:
+        assert {"epochs", "lr", "batch_size", "weight_decay", "schedule", "optimizer", "split_seed"} <= recipe.keys()
+        assert recipe["split_seed"] == 0 and recipe["val_per_class"] == 500
+    assert shipped["torch_version"] and "optimizer" not in shipped
+    # the accuracy recorded is the one of the epoch shipped
+    assert shipped["history"][-1]["epoch"] >= shipped["epoch"]
+    assert [h["val_accuracy"] for h in shipped["history"] if h["epoch"] == shipped["epoch"]] == [shipped["accuracy"]]
