@@ -43,6 +43,11 @@ def make_optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimi
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
 
 
+def trained_epochs(meta: dict) -> int:
+    """Epochs behind a checkpoint, all training stages counted (0 for random weights)."""
+    return meta.get("total_epochs", meta.get("epoch", 0))
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     started = time.perf_counter()
@@ -68,7 +73,7 @@ def main(argv=None) -> None:
         meta = utils.load_checkpoint(checkpoint_path)
         utils.load_weights(model, meta, args.model, classes, checkpoint_path)
         accuracy = f", {meta['accuracy']:.2f} % on its {meta.get('accuracy_split', 'validation split')}" if "accuracy" in meta else ""
-        print(f"Loaded pretrained {args.model} from {checkpoint_path} ({meta.get('total_epochs', meta.get('epoch', '?'))} epochs{accuracy})")
+        print(f"Loaded pretrained {args.model} from {checkpoint_path} ({trained_epochs(meta)} epochs{accuracy})")
     model = utils.prepare_for_speed(model, device)
     print(f"Device: {device}", flush=True)
 
@@ -87,7 +92,7 @@ def main(argv=None) -> None:
         recipe = {"finetuned_from": str(checkpoint_path) if not args.no_pretrained else None, "epochs": args.epochs,
                   "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed}
         utils.save_checkpoint(out_path, model, {"arch": args.model, "num_classes": len(classes), "classes": list(classes),
-                                                "epoch": meta.get("total_epochs", meta.get("epoch", 0)) + args.epochs, "accuracy": accuracy,
+                                                "epoch": trained_epochs(meta) + args.epochs, "accuracy": accuracy,
                                                 "accuracy_split": "test", "recipe": recipe})
         print(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to {out_path}")
     minutes, seconds = divmod(time.perf_counter() - started, 60)
