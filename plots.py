@@ -44,6 +44,12 @@ def check_history(history: list[dict]) -> None:
         raise UserError("the history is empty or has rows without an 'epoch': nothing to plot.")
 
 
+def epoch_axis(ax) -> None:
+    """Whole-epoch ticks on the x axis, even for a 1-epoch run."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def plot_history(history: list[dict], path, title: str) -> Path:
     """Loss (left) and accuracy (right) per epoch, training and validation."""
     check_history(history)
@@ -54,8 +60,7 @@ def plot_history(history: list[dict], path, title: str) -> Path:
             key = f"{split}_{kind}"
             if all(key in row for row in history):
                 ax.plot(epochs, [row[key] for row in history], style, label=LABELS[key].removesuffix(" (%)"))
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(ax)
         ax.set_ylabel("accuracy (%)" if kind == "accuracy" else "cross-entropy loss")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -73,8 +78,7 @@ def plot_comparison(histories: dict[str, list[dict]], path, title: str, metric: 
         if not all(metric in row for row in history):
             raise UserError(f"run '{name}' has no '{metric}' in its history; choose one of: {', '.join(history[0])}.")
         ax.plot([row["epoch"] for row in history], [row[metric] for row in history], "o-", label=name)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax)
     ax.set_ylabel(LABELS.get(metric, metric))
     ax.set_title(title)
     ax.grid(alpha=0.3)
