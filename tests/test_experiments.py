@@ -38,7 +38,6 @@ def test_plots_write_readable_pngs(tmp_path):
         plots.plot_history([], tmp_path / "empty.png", "empty")
 
 
-
 def test_epoch_axis_has_whole_epochs_even_for_one_epoch():
     import matplotlib.pyplot as plt
     for epochs in ([1], list(range(1, 52))):
@@ -49,6 +48,7 @@ def test_epoch_axis_has_whole_epochs_even_for_one_epoch():
         plt.close(fig)
         assert all(float(tick).is_integer() for tick in ticks)
         assert any(epochs[0] <= tick <= epochs[-1] for tick in ticks)
+
 
 @pytest.mark.parametrize("num_classes,count", [(3, 23_510_339), (10, 23_524_682)])
 def test_resnet_cifar_parameter_count(num_classes, count):
