@@ -1,0 +1,378 @@
+#!/usr/bin/env python3
+"""Self-check for the ResNet-50 assignment:  python check.py [student/resnet.py]
+
+Runs the assignment's layer checks on YOUR file and prints one line per blank (the code between
+`# BEGIN BLANK <id>` and `# END BLANK <id>`): pass, not done yet, or what is wrong and where to look.
+Each blank is checked on its own, so one mistake shows only in its own line. This script imports only
+the file you give it; the expected sizes are the assignment's spec, in the table below.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import types
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from common import UserError, run_cli
+
+# ------------------------------------------------ the assignment's spec (the numbers of tests/test_resnet.py)
+INPUT = (3, 32, 32)  # one CIFAR-10 image; every check uses a batch of 2
+STEM_CONV = (64, 16, 16)  # after layer1's 7x7 convolution
+LAYER_SHAPES = {"layer1": (64, 8, 8), "layer2": (256, 4, 4), "layer3": (512, 2, 2), "layer4": (1024, 2, 2),
+                "avgpool": (1024, 1, 1)}
+NUM_CLASSES = 10  # fc gives one logit per class
+STAGES = {  # number of blocks, in, middle and out channels, and whether the LAST block halves H and W
+    "layer2": (3, 64, 64, 256, True),
+    "layer3": (4, 256, 128, 512, True),
+    "layer4": (6, 512, 256, 1024, False),
+}
+BLOCKS = {  # one ResidualBlock on its own: (in, middle, out, downsample), input H and W, parameters
+    "block_same": ((64, 64, 256, False), 8, 75_648),
+    "block_downsample": ((256, 64, 256, True), 8, 137_088),
+}
+PARAMETERS = 14_750_730  # the whole model, for 10 classes
+
+BLANKS = ("stem_conv", "stem_pool", "block_downsample", "block_same", "layer2", "layer3", "layer4", "avgpool", "fc")
+CHANNELS = "check the channel counts of your conv1x1/conv3x3 calls: in -> middle -> middle -> out"
+CALLS = "check your ResidualBlock(in_channels, middle_channels, out_channels, downsample) calls"
+HINTS = {"stem_conv": "look at your nn.Conv2d: 3 channels in, 64 out, a 7x7 kernel",
+         "stem_pool": "look at your nn.MaxPool2d: a 3x3 window that halves H and W",
+         "block_downsample": CHANNELS, "block_same": CHANNELS, "layer2": CALLS, "layer3": CALLS, "layer4": CALLS,
+         "avgpool": "look at your nn.AvgPool2d: it averages the whole 2x2 map",
+         "fc": "look at your nn.Linear: 1024 features in, num_classes out"}
+NOT_DONE = "not done yet (fill in the code between the BEGIN/END BLANK {} lines)"
+BEGIN = re.compile(r"^\s*#\s*BEGIN BLANK (\w+)(?:.*?\bpoints=(\d+))?")
+END = re.compile(r"^\s*#\s*END BLANK (\w+)")
+
+
+class Fail(Exception):
+    """A failed check; its message says what is wrong, in the assignment's terms."""
+
+
+class NotDone(Fail):
+    """The blank still holds its placeholder."""
+
+
+@dataclass
+class Marker:
+    """A blank in the student's file: its answer lines (1-based, inclusive), points, and whether it is untouched."""
+    first: int
+    last: int
+    points: int | None
+    todo: bool
+
+
+@dataclass
+class Student:
+    """The student's file, its blanks, its module, and the ResNet50s (10 and 3 classes) used by the checks."""
+    path: Path
+    lines: list[str]
+    markers: dict[str, Marker]
+    module: types.ModuleType
+    models: tuple[nn.Module, nn.Module] | None = None
+
+
+# ------------------------------------------------ reading and importing the file
+
+def find_markers(lines: list[str]) -> dict[str, Marker]:
+    """The blanks whose BEGIN/END marker lines are in the file."""
+    markers, opened = {}, None
+    for number, line in enumerate(lines, 1):
+        if begin := BEGIN.match(line):
+            opened = (begin[1], number, begin[2])
+        elif (end := END.match(line)) and opened and end[1] == opened[0]:
+            name, start, points = opened
+            todo = is_placeholder(lines[start:number - 1])
+            markers[name] = Marker(start + 1, number - 1, int(points) if points else None, todo)
+            opened = None
+    return markers
+
+
+def is_placeholder(body: list[str]) -> bool:
+    """True when the answer lines hold nothing but comments, or only `x = None`."""
+    code = [c for c in (re.sub(r"#.*", "", line).strip() for line in body) if c]
+    return not code or (len(code) == 1 and re.fullmatch(r"[\w.]+\s*=\s*None", code[0]) is not None)
+
+
+def load(path: Path, lines: list[str]) -> types.ModuleType:
+    """Run the file's text as a fresh module (line numbers stay those of the file)."""
+    module = types.ModuleType("student_resnet")
+    module.__file__ = str(path)
+    exec(compile("".join(lines), str(path), "exec"), module.__dict__)  # noqa: S102 - running it is the point
+    return module
+
+
+def import_student(path: Path) -> Student:
+    """Read and import the student's file; a file Python cannot import is a UserError (exit code 2)."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (give the path of your resnet.py)")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    try:
+        return Student(path, lines, find_markers(lines), load(path, lines))
+    except SyntaxError as error:
+        raise UserError(f"{path}, line {error.lineno}: {type(error).__name__}: {error.msg}.\nPython cannot read "
+                        "your file, so nothing was checked: fix that line (or the one just before it) and run "
+                        "check.py again.") from None
+    except Exception as error:  # noqa: BLE001 - whatever the file raises, say it in plain words
+        raise UserError(f"{path}: importing your file raised {plain(error, path)}.\nNothing was checked: fix "
+                        "that first and run check.py again.") from None
+
+
+def student_lines(error: BaseException, path: Path) -> list[int]:
+    """The lines of the student's file that the error went through, innermost first."""
+    found, tb = [], error.__traceback__
+    while tb:
+        if tb.tb_frame.f_code.co_filename == str(path):
+            found.insert(0, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def plain(error: BaseException, path: Path) -> str:
+    """An exception in plain words: `RuntimeError: <first line> (line 58 of your file)`."""
+    message = (str(error).strip().splitlines() or [""])[0][:200]
+    lines = student_lines(error, path)
+    return f"{type(error).__name__}: {message}" + (f" (line {lines[0]} of your file)" if lines else "")
+
+
+@contextmanager
+def doing(what: str, blank: str, student: Student):
+    """Turn any exception inside the block into a Fail that says what was being done, and what to look at."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - whatever the student's code raises
+        hint = f" - {HINTS[blank]}" if blank in HINTS else ""
+        raise Fail(f"{what} raised {plain(error, student.path)}{hint}") from None
+
+
+def fmt(shape: tuple | torch.Tensor) -> str:
+    """(64, 8, 8), or a batch of that shape -> '64 x 8 x 8'."""
+    return " x ".join(str(n) for n in (shape.shape[1:] if isinstance(shape, torch.Tensor) else shape))
+
+
+def count(module: nn.Module) -> int:
+    """The number of parameters of a module."""
+    return sum(p.numel() for p in module.parameters())
+
+
+class Recorder(nn.Module):
+    """Stands in for your ResidualBlock while layer2/3/4 are checked: it only records its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.args, self.kwargs = args, kwargs
+
+
+def block_spec(in_channels, middle_channels, out_channels, downsample=False) -> tuple:
+    """The arguments of a ResidualBlock call, read with ResidualBlock's own signature."""
+    return in_channels, middle_channels, out_channels, bool(downsample)
+
+
+# ------------------------------------------------ the checks, one per blank
+
+def check_block(student: Student, blank: str) -> None:
+    """A ResidualBlock on its own: output shape, 1x1 -> 3x3 -> 1x1 convolutions, parameters."""
+    (c_in, middle, out, down), size, params = BLOCKS[blank]
+    name = f"ResidualBlock(in={c_in}, middle={middle}, out={out}, downsample={down})"
+    with doing(f"building {name}", blank, student):
+        block = student.module.ResidualBlock(c_in, middle, out, downsample=down)
+    if len(block.layer) == 0:
+        raise NotDone
+    with doing(f"running {name} on a {c_in} x {size} x {size} input", blank, student):
+        y = block(torch.randn(2, c_in, size, size))
+    want = (out, size // 2, size // 2) if down else (out, size, size)
+    if y.shape[1:] != want:
+        what = "the first 1x1 should halve H and W" if down else "H and W must stay the same: check stride and padding"
+        raise Fail(f"{name} gives {fmt(y)}, expected {fmt(want)}: {what}")
+    convs = [m for m in block.layer.modules() if isinstance(m, nn.Conv2d)]
+    if [c.kernel_size for c in convs] != [(1, 1), (3, 3), (1, 1)]:
+        got = " -> ".join("x".join(map(str, c.kernel_size)) for c in convs)
+        raise Fail(f"the block's branch should be 1x1 -> 3x3 -> 1x1 convolutions, yours is {got}")
+    if down and convs[0].stride != (2, 2):
+        raise Fail("the first 1x1 convolution should halve H and W (the other two keep them)")
+    if count(block) != params:
+        raise Fail(f"parameters of {name}: {params:,} expected, got {count(block):,}: {CHANNELS}")
+
+
+def layer1_part(student: Student, blank: str) -> nn.Sequential:
+    """The modules of layer1 that come from one blank: those before its BatchNorm2d, or after the ReLU."""
+    items = list(student.models[0].layer1)
+    norm = next((i for i, m in enumerate(items) if isinstance(m, nn.BatchNorm2d)), None)
+    if norm is None:
+        raise Fail("layer1 should keep its BatchNorm2d(64) and ReLU lines between the two blanks")
+    part = nn.Sequential(*(items[:norm] if blank == "stem_conv" else items[norm + 2:]))
+    if len(part) == 0:
+        raise NotDone
+    return part
+
+
+def check_stem_conv(student: Student, blank: str) -> None:
+    """layer1's convolution: one 7x7 kernel, and a 3 x 32 x 32 image becomes 64 x 16 x 16."""
+    stem = layer1_part(student, blank)
+    with doing("running layer1's convolution on a 3 x 32 x 32 image", blank, student):
+        y = stem(torch.randn(2, *INPUT))
+    if y.shape[1:] != STEM_CONV:
+        look = "out_channels" if y.shape[1] != STEM_CONV[0] else "stride and padding: (32 + 2*padding - 7) // stride + 1"
+        raise Fail(f"layer1's convolution gives {fmt(y)}, expected {fmt(STEM_CONV)}: check {look}")
+    kernels = ["x".join(map(str, m.kernel_size)) for m in stem.modules() if isinstance(m, nn.Conv2d)]
+    if kernels != ["7x7"]:
+        raise Fail(f"the stem should be one 7x7 convolution, yours: {' + '.join(kernels)}")
+
+
+def check_stem_pool(student: Student, blank: str) -> None:
+    """The end of layer1: a 3x3 max-pool that turns the 64 x 16 x 16 of the convolution into 64 x 8 x 8."""
+    pool = layer1_part(student, blank)
+    with doing(f"running the end of layer1 on a {fmt(STEM_CONV)} input", blank, student):
+        y = pool(torch.randn(2, *STEM_CONV))
+    if y.shape[1:] != LAYER_SHAPES["layer1"]:
+        raise Fail(f"layer1: expected {fmt(LAYER_SHAPES['layer1'])}, got {fmt(y)}: is the max-pool there, "
+                   "and does it halve H and W?")
+    pools = [m for m in pool.modules() if isinstance(m, nn.MaxPool2d)]
+    if len(pools) != 1 or pools[0].kernel_size not in (3, (3, 3)):
+        raise Fail("layer1 has the right size, but it should end with one 3x3 max-pool (nn.MaxPool2d)")
+
+
+def check_layer(student: Student, layer: str) -> None:
+    """layer2/3/4: the number of blocks, and each block's channels and downsampling."""
+    blocks, first_in, middle, out, last_down = STAGES[layer]
+    items = list(getattr(student.models[0], layer))
+    if not items:
+        raise NotDone
+    if len(items) != blocks:
+        raise Fail(f"{layer}: {len(items)} blocks, expected {blocks}")
+    if len({id(m) for m in items}) < blocks:
+        raise Fail(f"{layer}: the same block object is there more than once (its weights would be shared): "
+                   "make a new ResidualBlock for each")
+    for i, block in enumerate(items, 1):
+        try:
+            got = block_spec(*block.args, **block.kwargs)
+        except TypeError as error:
+            raise Fail(f"{layer}, block {i}: {str(error).replace('block_spec()', 'ResidualBlock()')}") from None
+        want = (first_in if i == 1 else out, middle, out, last_down and i == blocks)
+        if got != want:
+            say = "in {}, middle {}, out {}, {} H and W".format
+            raise Fail(f"{layer}, block {i}: expected {say(*want[:3], 'halving' if want[3] else 'keeping')}; "
+                       f"got {say(*got[:3], 'halving' if got[3] else 'keeping')}")
+
+
+def check_avgpool(student: Student, blank: str) -> None:
+    """avgpool averages each 1024 x 2 x 2 map into 1024 x 1 x 1."""
+    if getattr(student.models[0], "avgpool", None) is None:
+        raise NotDone
+    x = torch.randn(2, *LAYER_SHAPES["layer4"])
+    with doing(f"running avgpool on a {fmt(x)} input", blank, student):
+        y = student.models[0].avgpool(x)
+    if y.shape[1:] != LAYER_SHAPES["avgpool"]:
+        raise Fail(f"avgpool: expected {fmt(LAYER_SHAPES['avgpool'])}, got {fmt(y)}: {HINTS['avgpool']}")
+    if not torch.allclose(y.flatten(1), x.mean((2, 3)), atol=1e-5):
+        raise Fail("avgpool has the right size, but it is not the average of the 2 x 2 map (a max-pool?)")
+
+
+def check_fc(student: Student, blank: str) -> None:
+    """fc turns the 1024 pooled features into num_classes logits."""
+    model, model3 = student.models
+    if getattr(model, "fc", None) is None:
+        raise NotDone
+    with doing("running fc on the 1024 pooled features", blank, student):
+        y, y3 = model.fc(torch.randn(2, 1024)), model3.fc(torch.randn(2, 1024))
+    if y.shape[1:] != (NUM_CLASSES,):
+        raise Fail(f"fc: expected {NUM_CLASSES} logits per image, got {fmt(y)}: {HINTS['fc']}")
+    if y3.shape[1:] != (3,):
+        raise Fail(f"fc: ResNet50(num_classes=3) gives {fmt(y3)} logits, expected 3: use num_classes, not 10")
+
+
+CHECKS = {"stem_conv": check_stem_conv, "stem_pool": check_stem_pool, "block_downsample": check_block,
+          "block_same": check_block, "layer2": check_layer, "layer3": check_layer, "layer4": check_layer,
+          "avgpool": check_avgpool, "fc": check_fc}
+
+
+# ------------------------------------------------ running them
+
+def build_models(student: Student, results: dict[str, str]) -> None:
+    """ResNet50 for 10 and 3 classes, each ResidualBlock only recorded; a blank that breaks the build is set aside."""
+    lines = list(student.lines)
+    for _ in BLANKS:
+        module = load(student.path, lines)
+        module.ResidualBlock = Recorder
+        try:
+            student.models = module.ResNet50(num_classes=NUM_CLASSES), module.ResNet50(num_classes=3)
+            return
+        except Exception as error:  # noqa: BLE001 - whatever the student's code raises
+            message = f"building ResNet50() raised {plain(error, student.path)}"
+            inside = [b for line in student_lines(error, student.path) for b, m in student.markers.items()
+                      if m.first <= line <= m.last and b in BLANKS and b not in results]
+            if not inside:
+                raise Fail(message) from None
+            results[inside[0]] = f"{message} - {HINTS[inside[0]]}"
+            m = student.markers[inside[0]]
+            lines[m.first - 1:m.last] = ["#\n"] * (m.last - m.first + 1)  # set aside, same line numbers
+
+
+def run_checks(student: Student) -> dict[str, str]:
+    """Each blank's result: '' when it passes, else what is wrong."""
+    results = {b: NOT_DONE.format(b) for b, m in student.markers.items() if m.todo and b in BLANKS}
+    try:
+        build_models(student, results)
+    except Fail as error:
+        results |= {b: str(error) for b in BLANKS if b not in results and b not in BLOCKS}
+    for blank in (b for b in BLANKS if b not in results):
+        try:
+            CHECKS[blank](student, blank)
+            results[blank] = ""
+        except NotDone:
+            results[blank] = NOT_DONE.format(blank)
+        except Fail as error:
+            results[blank] = str(error)
+    return {blank: results[blank] for blank in BLANKS}
+
+
+def check_whole_model(student: Student) -> str:
+    """'' when your whole ResNet50 has the right parameters and layer shapes, else what is wrong."""
+    try:
+        with doing("building ResNet50()", "", student):
+            model = student.module.ResNet50(num_classes=NUM_CLASSES).eval()
+        if count(model) != PARAMETERS:
+            return f"parameters: {PARAMETERS:,} expected, got {count(model):,}"
+        x = torch.randn(2, *INPUT)
+        with doing("running ResNet50() on 2 x 3 x 32 x 32", "", student):
+            y = model(x)
+        return "" if y.shape == (2, NUM_CLASSES) else f"forward: expected 2 x {NUM_CLASSES}, got {fmt(y.shape)}"
+    except Fail as error:
+        return str(error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check the file, print one line per blank and the totals; 0 when everything passes, 1 otherwise."""
+    parser = argparse.ArgumentParser(prog="check.py", description=__doc__.split("\n\n")[1])
+    parser.add_argument("path", nargs="?", type=Path, default=Path(__file__).resolve().parent / "resnet.py",
+                        help="your resnet.py, the file with the BEGIN/END BLANK lines "
+                        "(default: resnet.py next to check.py)")
+    student = import_student(parser.parse_args(argv).path)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        results = run_checks(student)
+        passed = [b for b in BLANKS if not results[b]]
+        whole = check_whole_model(student) if len(passed) == len(BLANKS) else None
+    print(f"Checking {student.path}")
+    for blank, result in [*results.items(), ("whole model", whole)]:
+        print(f"  {blank:<17} {shown(result)}")
+    points = [student.markers[b].points if b in student.markers else None for b in BLANKS]
+    total = "" if None in points else f"; {sum(p for b, p in zip(BLANKS, points) if b in passed)} of {sum(points)} points"
+    print(f"{len(passed)} of {len(BLANKS)} blanks pass{total}")
+    return 0 if whole == "" else 1
+
+
+def shown(result: str | None) -> str:
+    """How a result reads in the report: pass, not done yet, or FAIL and what is wrong."""
+    if result is None:
+        return f"checked once all {len(BLANKS)} blanks pass"
+    return "pass" if not result else result if result.startswith("not done") else f"FAIL  {result}"
+
+
+if __name__ == "__main__":
+    run_cli(main)
