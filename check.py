@@ -9,6 +9,7 @@ the file you give it; the expected sizes are the assignment's spec, in the table
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import types
 from contextlib import contextmanager
@@ -296,7 +297,7 @@ CHECKS = {"stem_conv": check_stem_conv, "stem_pool": check_stem_pool, "block_dow
 def build_models(student: Student, results: dict[str, str]) -> None:
     """ResNet50 for 10 and 3 classes, each ResidualBlock only recorded; a blank that breaks the build is set aside."""
     lines = list(student.lines)
-    for _ in BLANKS:
+    for _ in range(len(BLANKS) + 1):  # each round sets one more blank aside
         module = load(student.path, lines)
         module.ResidualBlock = Recorder
         try:
@@ -304,13 +305,24 @@ def build_models(student: Student, results: dict[str, str]) -> None:
             return
         except Exception as error:  # noqa: BLE001 - whatever the student's code raises
             message = f"building ResNet50() raised {plain(error, student.path)}"
-            inside = [b for line in student_lines(error, student.path) for b, m in student.markers.items()
-                      if m.first <= line <= m.last and b in BLANKS and b not in results]
-            if not inside:
+            blank = next(filter(None, (blank_at(student, line) for line in student_lines(error, student.path))), None)
+            if blank is None or blank in results:
                 raise Fail(message) from None
-            results[inside[0]] = f"{message} - {HINTS[inside[0]]}"
-            m = student.markers[inside[0]]
+            results[blank] = f"{message} - {HINTS[blank]}"
+            m = student.markers[blank]
             lines[m.first - 1:m.last] = ["#\n"] * (m.last - m.first + 1)  # set aside, same line numbers
+
+
+def blank_at(student: Student, line: int) -> str | None:
+    """The blank whose answer holds this line, else the one blank inside the statement that holds it."""
+    blanks = {b: m for b, m in student.markers.items() if b in BLANKS}
+    inside = [b for b, m in blanks.items() if m.first <= line <= m.last]
+    statements = [n for n in ast.walk(ast.parse("".join(student.lines)))
+                  if isinstance(n, ast.stmt) and n.lineno <= line <= n.end_lineno]
+    if not inside and statements:
+        stmt = min(statements, key=lambda n: n.end_lineno - n.lineno)
+        inside = [b for b, m in blanks.items() if stmt.lineno <= m.first and m.last <= stmt.end_lineno]
+    return inside[0] if len(inside) == 1 else None
 
 
 def run_checks(student: Student) -> dict[str, str]:

@@ -144,6 +144,9 @@ WRONG = {  # name: (the file, the blank that fails, the points left, what its li
         edit(REFERENCE_TEXT, ("            ResidualBlock(1024, 256, 1024, downsample=False),  # 1024 x 2 x 2\n" * 5,
                               "            *[ResidualBlock(1024, 256, 1024, downsample=False)] * 5,\n")),
         "layer4", 80, "layer4: the same block object is there more than once"),
+    "layer2 as a list": (edit(REFERENCE_TEXT, ("ResidualBlock(64, 64, 256, downsample=False),", "[ResidualBlock(64, 64, 256),"),
+                                           ("ResidualBlock(256, 64, 256, downsample=True),", "ResidualBlock(256, 64, 256, True)],")),
+                         "layer2", 80, "building ResNet50() raised TypeError: list is not a Module subclass"),
     "max-pool for avgpool": (edit(REFERENCE_TEXT, ("nn.AvgPool2d(kernel_size=2, stride=1)", "nn.MaxPool2d(2)")),
                              "avgpool", 85, "not the average of the 2 x 2 map"),
     "fc ignores num_classes": (edit(REFERENCE_TEXT, ("nn.Linear(1024, num_classes)", "nn.Linear(1024, 10)")), "fc", 85,
@@ -160,6 +163,15 @@ def test_one_wrong_blank_fails_alone(tmp_path, capsys, name):
     assert [b for b in check.BLANKS if results[b] != "pass"] == [blank]
     assert results["whole model"] == "checked once all 9 blanks pass"
     assert last == f"8 of 9 blanks pass; {points} of 90 points"
+
+
+def test_no_resnet50_fails_every_model_blank_but_not_the_blocks(tmp_path, capsys):
+    code, results, last = run(write(tmp_path, REFERENCE_TEXT.replace("ResNet50", "ResNet")), capsys)
+    assert code == 1
+    no_model = "FAIL  building ResNet50() raised AttributeError: module 'student_resnet' has no attribute 'ResNet50'"
+    assert results == {**dict.fromkeys(check.BLANKS, no_model), "block_downsample": "pass", "block_same": "pass",
+                       "whole model": "checked once all 9 blanks pass"}
+    assert last == "2 of 9 blanks pass; 40 of 90 points"
 
 
 def test_whole_model_parameters_when_every_blank_passes(tmp_path, capsys):
