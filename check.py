@@ -4,7 +4,7 @@
 Runs the assignment's layer checks on YOUR file and prints one line per blank (the code between
 `# BEGIN BLANK <id>` and `# END BLANK <id>`): pass, not done yet, or what is wrong and where to look.
 Each blank is checked on its own, so one mistake shows only in its own line. This script imports only
-the file you give it; the expected sizes are the assignment's spec, in the table below.
+the file you give it; the expected sizes are the assignment's spec (the table at the top of check.py).
 """
 from __future__ import annotations
 
@@ -174,6 +174,11 @@ def block_spec(in_channels, middle_channels, out_channels, downsample=False) -> 
     return in_channels, middle_channels, out_channels, bool(downsample)
 
 
+def describe(spec: tuple) -> str:
+    """(256, 64, 256, True) -> 'in 256, middle 64, out 256, halving H and W'."""
+    return f"in {spec[0]}, middle {spec[1]}, out {spec[2]}, {'halving' if spec[3] else 'keeping'} H and W"
+
+
 # ------------------------------------------------ the checks, one per blank
 
 def check_block(student: Student, blank: str) -> None:
@@ -218,7 +223,8 @@ def check_stem_conv(student: Student, blank: str) -> None:
     with doing("running layer1's convolution on a 3 x 32 x 32 image", blank, student):
         y = stem(torch.randn(2, *INPUT))
     if y.shape[1:] != STEM_CONV:
-        look = "out_channels" if y.shape[1] != STEM_CONV[0] else "stride and padding: (32 + 2*padding - 7) // stride + 1"
+        look = "stride and padding: (32 + 2*padding - 7) // stride + 1"
+        look = "out_channels" if y.shape[1] != STEM_CONV[0] else look
         raise Fail(f"layer1's convolution gives {fmt(y)}, expected {fmt(STEM_CONV)}: check {look}")
     kernels = ["x".join(map(str, m.kernel_size)) for m in stem.modules() if isinstance(m, nn.Conv2d)]
     if kernels != ["7x7"]:
@@ -256,9 +262,7 @@ def check_layer(student: Student, layer: str) -> None:
             raise Fail(f"{layer}, block {i}: {str(error).replace('block_spec()', 'ResidualBlock()')}") from None
         want = (first_in if i == 1 else out, middle, out, last_down and i == blocks)
         if got != want:
-            say = "in {}, middle {}, out {}, {} H and W".format
-            raise Fail(f"{layer}, block {i}: expected {say(*want[:3], 'halving' if want[3] else 'keeping')}; "
-                       f"got {say(*got[:3], 'halving' if got[3] else 'keeping')}")
+            raise Fail(f"{layer}, block {i}: expected {describe(want)}; got {describe(got)}")
 
 
 def check_avgpool(student: Student, blank: str) -> None:
@@ -344,15 +348,14 @@ def run_checks(student: Student) -> dict[str, str]:
 
 
 def check_whole_model(student: Student) -> str:
-    """'' when your whole ResNet50 has the right parameters and layer shapes, else what is wrong."""
+    """'' when your whole ResNet50 has 14,750,730 parameters and gives 2 x 10 logits for 2 images, else what's wrong."""
     try:
         with doing("building ResNet50()", "", student):
             model = student.module.ResNet50(num_classes=NUM_CLASSES).eval()
         if count(model) != PARAMETERS:
             return f"parameters: {PARAMETERS:,} expected, got {count(model):,}"
-        x = torch.randn(2, *INPUT)
         with doing("running ResNet50() on 2 x 3 x 32 x 32", "", student):
-            y = model(x)
+            y = model(torch.randn(2, *INPUT))
         return "" if y.shape == (2, NUM_CLASSES) else f"forward: expected 2 x {NUM_CLASSES}, got {fmt(y.shape)}"
     except Fail as error:
         return str(error)
@@ -360,7 +363,9 @@ def check_whole_model(student: Student) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Check the file, print one line per blank and the totals; 0 when everything passes, 1 otherwise."""
-    parser = argparse.ArgumentParser(prog="check.py", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog="check.py", description=__doc__.split("\n\n")[1],
+                                     epilog="example: python check.py student/resnet.py   (exit code 0: every "
+                                     "check passes, 1: something to fix, 2: the file cannot be checked)")
     parser.add_argument("path", nargs="?", type=Path, default=Path(__file__).resolve().parent / "resnet.py",
                         help="your resnet.py, the file with the BEGIN/END BLANK lines "
                         "(default: resnet.py next to check.py)")
@@ -373,8 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Checking {student.path}")
     for blank, result in [*results.items(), ("whole model", whole)]:
         print(f"  {blank:<17} {shown(result)}")
-    points = [student.markers[b].points if b in student.markers else None for b in BLANKS]
-    total = "" if None in points else f"; {sum(p for b, p in zip(BLANKS, points) if b in passed)} of {sum(points)} points"
+    points = {b: student.markers[b].points if b in student.markers else None for b in BLANKS}
+    earned = sum(points[b] for b in passed) if None not in points.values() else None
+    total = "" if earned is None else f"; {earned} of {sum(points.values())} points"
     print(f"{len(passed)} of {len(BLANKS)} blanks pass{total}")
     return 0 if whole == "" else 1
 

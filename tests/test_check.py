@@ -144,8 +144,9 @@ WRONG = {  # name: (the file, the blank that fails, the points left, what its li
         edit(REFERENCE_TEXT, ("            ResidualBlock(1024, 256, 1024, downsample=False),  # 1024 x 2 x 2\n" * 5,
                               "            *[ResidualBlock(1024, 256, 1024, downsample=False)] * 5,\n")),
         "layer4", 80, "layer4: the same block object is there more than once"),
-    "layer2 as a list": (edit(REFERENCE_TEXT, ("ResidualBlock(64, 64, 256, downsample=False),", "[ResidualBlock(64, 64, 256),"),
-                                           ("ResidualBlock(256, 64, 256, downsample=True),", "ResidualBlock(256, 64, 256, True)],")),
+    "layer2 as a list": (edit(REFERENCE_TEXT,
+                              ("ResidualBlock(64, 64, 256, downsample=False),", "[ResidualBlock(64, 64, 256),"),
+                              ("ResidualBlock(256, 64, 256, downsample=True),", "ResidualBlock(256, 64, 256, True)],")),
                          "layer2", 80, "building ResNet50() raised TypeError: list is not a Module subclass"),
     "max-pool for avgpool": (edit(REFERENCE_TEXT, ("nn.AvgPool2d(kernel_size=2, stride=1)", "nn.MaxPool2d(2)")),
                              "avgpool", 85, "not the average of the 2 x 2 map"),
@@ -175,7 +176,8 @@ def test_no_resnet50_fails_every_model_blank_but_not_the_blocks(tmp_path, capsys
 
 
 def test_whole_model_parameters_when_every_blank_passes(tmp_path, capsys):
-    path = write(tmp_path, edit(REFERENCE_TEXT, ("nn.Linear(1024, num_classes)", "nn.Linear(1024, num_classes, bias=False)")))
+    no_bias = ("nn.Linear(1024, num_classes)", "nn.Linear(1024, num_classes, bias=False)")
+    path = write(tmp_path, edit(REFERENCE_TEXT, no_bias))
     code, results, last = run(path, capsys)
     assert code == 1
     assert results["whole model"] == "FAIL  parameters: 14,750,730 expected, got 14,750,720"
