@@ -1,0 +1,87 @@
+"""The Gradescope autograder: the zip to upload, and the grading it runs on each submission.
+
+The zip holds setup.sh and run_autograder at its root (as Gradescope expects), the grader
+(grade.py, common.py, grading/), the reference resnet.py, the per-layer tests and a requirements
+file pinned to the versions installed here. run_autograder grades ROOT/submission/resnet.py and
+writes ROOT/results/results.json (ROOT is /autograder unless AUTOGRADER_ROOT says otherwise).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from common import write_atomically
+from grading import LAYER_TESTS, PACKAGE, REFERENCE, ROOT
+from grading.judge import Grade, Options, grade_file
+from grading.report import student_results
+
+SCRIPTS = ("setup.sh", "run_autograder")
+PINNED = ("torch", "numpy", "pytest")
+
+
+def requirements() -> str:
+    """A requirements file pinned to the versions of this machine (torch from the CPU wheel index)."""
+    lines = ["# pinned by `python grade.py autograder` to the versions it was tested with"]
+    for name in PINNED:
+        try:
+            lines.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:
+            lines.append(name)
+    return "\n".join(lines) + "\n"
+
+
+def zip_members() -> dict[str, Path]:
+    """Name in the zip -> file here, for everything but the scripts and the requirements."""
+    members = {name: ROOT / name for name in ("grade.py", "common.py")}
+    members["resnet.py"] = REFERENCE
+    members["tests/test_resnet.py"] = LAYER_TESTS
+    for path in sorted(PACKAGE.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".md", ""):
+            members[f"grading/{path.relative_to(PACKAGE).as_posix()}"] = path
+    return members
+
+
+def build_zip(output: Path) -> list[str]:
+    """Write the autograder zip (atomically); return the names in it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for script in SCRIPTS:
+            info = zipfile.ZipInfo(script)
+            info.external_attr = 0o100755 << 16  # executable
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, (PACKAGE / "gradescope" / script).read_bytes())
+        archive.writestr("requirements.txt", requirements())
+        for name, path in zip_members().items():
+            archive.write(path, name)
+        names = archive.namelist()
+    write_atomically(output, buffer.getvalue())
+    return names
+
+
+def find_submission(folder: Path) -> Path | None:
+    """The submitted resnet.py: at the top of the folder, else the least deep one below it."""
+    if (folder / "resnet.py").is_file():
+        return folder / "resnet.py"
+    found = sorted(folder.rglob("resnet.py"), key=lambda p: (len(p.parts), str(p)))
+    return found[0] if found else None
+
+
+def no_submission() -> dict:
+    """The results when no resnet.py was submitted."""
+    return {"score": 0, "output": "No resnet.py was found in your submission: upload your resnet.py file.",
+            "tests": []}
+
+
+def run_autograder(root: Path, options: Options) -> tuple[Path, Grade | None]:
+    """Grade root/submission's resnet.py into root/results/results.json; return that path and the grade."""
+    results = root / "results" / "results.json"
+    path = find_submission(root / "submission")
+    grade = grade_file(path, "submission", options) if path else None
+    data = student_results(grade) if grade else no_submission()
+    write_atomically(results, json.dumps(data, indent=2) + "\n")
+    os.chmod(results, 0o644)
+    return results, grade

@@ -1,0 +1,82 @@
+"""Compare what two files build for a blank (fingerprints, see fingerprint.py), without torch.
+
+Two builds are the same when every probe of the blank gives the same module tree (types, settings,
+parameter shapes, number of distinct parameter tensors) and, with the same weights in both, the same
+output (up to rounding); or when both fail in the same way.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+
+RELATIVE = 1e-5  # of the output's absolute sum
+
+
+def same_build(mine: list[dict] | None, theirs: list[dict] | None) -> bool:
+    """Whether two lists of probe fingerprints describe the same modules."""
+    if mine is None or theirs is None or len(mine) != len(theirs):
+        return False
+    return all(difference(a, b) is None for a, b in zip(mine, theirs))
+
+
+def difference(mine: dict, theirs: dict) -> str | None:
+    """How one probe's build differs from another's, None if it does not."""
+    if "error" in mine or "error" in theirs:
+        if mine.get("kind") == theirs.get("kind") and "error" in mine and "error" in theirs:
+            return None
+        return mine.get("error") or f"it builds, where the other fails: {theirs['error']}"
+    if mine["tree"] != theirs["tree"]:
+        return tree_difference(mine["tree"], theirs["tree"])
+    if mine["params"] != theirs["params"] or mine["distinct"] != theirs["distinct"]:
+        return (f"{mine['distinct']} distinct parameter tensors where the reference has {theirs['distinct']}"
+                " (a module used twice shares its weights)")
+    return output_difference(mine.get("output", {}), theirs.get("output", {}))
+
+
+def output_difference(mine: dict, theirs: dict) -> str | None:
+    """How two output summaries differ, None if they agree up to rounding."""
+    if "error" in mine or "error" in theirs:
+        return None if mine.get("error") == theirs.get("error") else f"running it: {mine.get('error', 'fine')}"
+    if mine["shape"] != theirs["shape"]:
+        return f"its output has shape {tuple(mine['shape'])} where the reference's has {tuple(theirs['shape'])}"
+    if any(isinstance(v, str) for v in mine["values"] + theirs["values"]):
+        return None if mine["values"] == theirs["values"] else "its output is not finite"
+    scale = abs(theirs["values"][1]) + 1e-6
+    if any(not math.isclose(a, b, rel_tol=0, abs_tol=RELATIVE * scale) for a, b in zip(mine["values"],
+                                                                                     theirs["values"])):
+        return "the same layers, but with the same weights its output differs (is a forward method changed?)"
+    return None
+
+
+def describe(row: list[str]) -> str:
+    """`layer.1.0: Conv2d(64, 64, kernel_size=(3, 3), stride=(1, 1))` from a tree row."""
+    path, kind, settings = row
+    return f"{path or '(top)'}: {kind.rsplit('.', 1)[-1]}({settings})"
+
+
+def tree_difference(mine: list[list[str]], theirs: list[list[str]]) -> str:
+    """The first place where two module trees differ, in words."""
+    top_mine = [row for row in mine if row[0] and "." not in row[0]]
+    top_theirs = [row for row in theirs if row[0] and "." not in row[0]]
+    if len(top_mine) != len(top_theirs):
+        return f"it has {len(top_mine)} parts where the reference has {len(top_theirs)}"
+    matcher = difflib.SequenceMatcher(None, [describe(r) for r in theirs], [describe(r) for r in mine],
+                                      autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "replace":
+            return f"{describe(mine[j1])} where the reference has {describe(theirs[i1])}"
+        if op == "insert":
+            return f"{describe(mine[j1])} is not in the reference"
+        if op == "delete":
+            return f"{describe(theirs[i1])} of the reference is missing"
+    return "the module trees differ"
+
+
+def build_note(mine: list[dict] | None, theirs: list[dict] | None) -> str | None:
+    """One note on how a blank's build differs from the reference's, with the probe it shows in."""
+    if mine is None or theirs is None:
+        return None
+    for a, b in zip(mine, theirs):
+        if (why := difference(a, b)) is not None:
+            return f"built as {a['label']}, {why}"
+    return None

@@ -1,0 +1,206 @@
+"""The command line of grade.py: skeleton, check, handout, autograder, gradescope."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+from common import UserError, positive_float, positive_int, write_atomically
+from grading import LAYER_TESTS, REFERENCE
+from grading.compare import Reference
+from grading.markers import make_skeleton
+
+LIMITS_HELP = {
+    "timeout": "wall-clock limit per submission, for code that sleeps or blocks (default: 600)",
+    "cpu": "CPU seconds per submission, all its processes together; a loaded machine slows grading down "
+           "but fails nobody (default: 60; an honest submission needs about 4)",
+    "memory": "address-space limit of each process; torch alone needs about 3.4 (default: 4)",
+    "sandbox": "auto: bubblewrap where it works, else process limits with a loud warning; bwrap: stop if "
+               "bubblewrap cannot run; process: process limits only (default: auto)",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one `error: ...` paragraph (see common.run_cli)."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see `python {self.prog} --help`)")
+
+
+def refuse_to_overwrite(path: Path, protected: list[Path], what: str) -> None:
+    """Stop if an output path is a folder or a file we must not overwrite (the reference, a submission)."""
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder: give a file name")
+    for keep in protected:
+        if path.resolve() == keep.resolve() or (path.exists() and keep.exists() and path.samefile(keep)):
+            raise UserError(f"{what} {path} would overwrite {keep}: choose another file")
+
+
+def options_for(args: argparse.Namespace, ref: Reference):
+    """The grading options of the command line; the sandbox warning is printed here, once."""
+    from grading.batch import reference_builds
+    from grading.judge import Options
+    from grading.sandbox import Limits, check_sandbox
+
+    limits = Limits(timeout=args.timeout, cpu=args.cpu_limit, memory_gb=args.memory_gb)
+    use_bwrap, warning = check_sandbox(args.sandbox)
+    if warning:
+        print("\n" + "!" * 100 + "\n" + textwrap.fill(warning, 100) + "\n" + "!" * 100 + "\n", file=sys.stderr)
+    return Options(ref, reference_builds(ref, limits), limits, use_bwrap)
+
+
+def cmd_skeleton(args: argparse.Namespace) -> None:
+    """Write the student skeleton."""
+    output = Path(args.output)
+    refuse_to_overwrite(output, [REFERENCE], "-o")
+    ref = Reference.load()
+    write_atomically(output, make_skeleton(ref.text))
+    print(f"wrote {output}: {len(ref.blanks)} blanks, {sum(b.points for b in ref.blanks.values())} points")
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    """Grade one file (full report) or a folder of submissions (a listing)."""
+    from grading.batch import find_submissions, grade_all
+    from grading.report import csv_text, gradescope, listing, report
+
+    target = Path(args.path)
+    if not target.exists():
+        raise UserError(f"{target}: no such file or folder")
+    submissions = find_submissions(target) if target.is_dir() else [(target.stem, target)]
+    outputs = [Path(p) for p in (args.csv, args.json) if p]
+    if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
+        raise UserError("--csv and --json name the same file")
+    for output in outputs:
+        refuse_to_overwrite(output, [REFERENCE, LAYER_TESTS, *[p for _, p in submissions]], "output")
+    options = options_for(args, Reference.load())
+    grades = []
+    for grade in grade_all(submissions, options, args.jobs):
+        grades.append(grade)
+        if not target.is_dir() or args.details:
+            print(report(grade), flush=True)
+    if target.is_dir():
+        print("\n".join(listing(grades)), flush=True)
+    if args.csv:
+        write_atomically(Path(args.csv), csv_text(grades))
+        print(f"wrote {args.csv}")
+    if args.json:
+        results = {g.student: gradescope(g) for g in grades} if target.is_dir() else gradescope(grades[0])
+        write_atomically(Path(args.json), json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+def cmd_handout(args: argparse.Namespace) -> None:
+    """Write the students' repository."""
+    from grading.handout import write_handout
+
+    files = write_handout(Path(args.output))
+    print(f"wrote {args.output}: {len(files)} files ({', '.join(f for f in files if '/' not in f)})")
+
+
+def cmd_autograder(args: argparse.Namespace) -> None:
+    """Write the Gradescope autograder zip."""
+    from grading.autograder import build_zip
+
+    output = Path(args.output)
+    refuse_to_overwrite(output, [REFERENCE], "-o")
+    names = build_zip(output)
+    print(f"wrote {output}: {len(names)} files; upload it as the assignment's autograder on Gradescope")
+
+
+def cmd_gradescope(args: argparse.Namespace) -> None:
+    """Grade the submission of a Gradescope autograder tree (run_autograder calls this)."""
+    from grading.autograder import run_autograder
+    from grading.report import report
+
+    root = Path(args.root)
+    if not (root / "submission").is_dir():
+        raise UserError(f"{root}/submission is not a folder: is {root} an autograder tree?")
+    results, grade = run_autograder(root, options_for(args, Reference.load()))
+    if grade:
+        print(report(grade))
+    print(f"wrote {results}")
+
+
+def add_limits(parser: argparse.ArgumentParser) -> None:
+    """The options on limits and on the sandbox, shared by the commands that grade."""
+    parser.add_argument("--timeout", type=positive_float, default=600, metavar="SECONDS", help=LIMITS_HELP["timeout"])
+    parser.add_argument("--cpu-limit", type=positive_float, default=60, metavar="SECONDS", help=LIMITS_HELP["cpu"])
+    parser.add_argument("--memory-gb", type=positive_float, default=4, metavar="GB", help=LIMITS_HELP["memory"])
+    parser.add_argument("--sandbox", choices=("auto", "bwrap", "process"), default="auto", help=LIMITS_HELP["sandbox"])
+
+
+def build_parser() -> Parser:
+    """The command-line interface."""
+    parser = Parser(prog="grade.py", description="Grading tools for the ResNet-50 assignment: the student skeleton "
+                    "and handout, grading submissions, the Gradescope autograder.",
+                    formatter_class=argparse.RawDescriptionHelpFormatter, epilog=textwrap.dedent("""\
+                        examples:
+                          python grade.py skeleton                      write student/resnet.py
+                          python grade.py check alice.py                full report for one file
+                          python grade.py check submissions/ --jobs 4 --csv grades.csv --json results.json
+                          python grade.py handout -o handout            the students' repository
+                          python grade.py autograder -o autograder.zip  the zip to upload to Gradescope
+
+                        `python grade.py COMMAND --help` explains each command's options.
+                        How a blank is graded, the sandbox, the batch rate: docs/grading.md."""))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    skeleton = commands.add_parser("skeleton", help="write the student version of resnet.py (answers removed)",
+                                   description="Write resnet.py with every answer replaced by a hint and a "
+                                   "'fill in here' placeholder. The marker lines stay, for grading.")
+    skeleton.add_argument("-o", "--output", default="student/resnet.py", metavar="FILE",
+                          help="where to write the skeleton (default: student/resnet.py); never resnet.py itself")
+    skeleton.set_defaults(run=cmd_skeleton)
+    check = commands.add_parser("check", help="grade one submission, or a folder of them",
+                                description="Grade each blank: its text (same, equivalent, different, missing), "
+                                "what it builds spliced into the reference, and the code outside the blanks. "
+                                "A blank scores its points if its text or its build is accepted and nothing "
+                                "outside the blanks changes what it builds. See docs/grading.md.")
+    check.add_argument("path", metavar="PATH", help="a student's resnet.py, or a folder with one STUDENT.py per "
+                       "student or one STUDENT/ folder with a resnet.py per student")
+    check.add_argument("--csv", metavar="FILE", help="write a CSV: student, points per blank, total, review "
+                       "flags, notes")
+    check.add_argument("--json", metavar="FILE", help="write Gradescope-format results with every detail: one "
+                       "object for a file, a dict of objects keyed by student for a folder")
+    check.add_argument("--details", action="store_true",
+                       help="for a folder, print every student's full report before the listing")
+    check.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                       help=f"submissions graded at once (default: the number of cores, {os.cpu_count()})")
+    add_limits(check)
+    check.set_defaults(run=cmd_check)
+    handout = commands.add_parser("handout", help="write the repository students get",
+                                  description="Write a new folder with the skeleton as resnet.py, main.py and the "
+                                  "modules it needs, the checkpoints, the per-layer tests, check.py, a README for "
+                                  "students and requirements.txt. No reference answers, no grader.")
+    handout.add_argument("-o", "--output", default="handout", metavar="DIR",
+                         help="the folder to create (default: handout); it must not exist yet")
+    handout.set_defaults(run=cmd_handout)
+    autograder = commands.add_parser("autograder", help="write the Gradescope autograder zip",
+                                     description="Write the zip to upload to Gradescope: setup.sh, run_autograder, "
+                                     "the grader, the reference, the tests and pinned requirements.")
+    autograder.add_argument("-o", "--output", default="autograder.zip", metavar="FILE",
+                            help="where to write the zip (default: autograder.zip)")
+    autograder.set_defaults(run=cmd_autograder)
+    gradescope = commands.add_parser("gradescope", help="grade inside Gradescope (what run_autograder runs)",
+                                     description="Grade ROOT/submission/resnet.py and write "
+                                     "ROOT/results/results.json in Gradescope's format.")
+    gradescope.add_argument("--root", default=os.environ.get("AUTOGRADER_ROOT", "/autograder"), metavar="DIR",
+                            help="the autograder tree (default: $AUTOGRADER_ROOT, else /autograder)")
+    add_limits(gradescope)
+    gradescope.set_defaults(run=cmd_gradescope)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a problem with the input raises UserError (common.run_cli prints it)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:
+        raise UserError(f"{error.filename}: {error.strerror}" if error.filename else str(error)) from None
+    return 0

@@ -1,0 +1,200 @@
+"""Grade one submission: the text verdicts, the changes outside the blanks, the builds and the tests.
+
+A blank earns its full points when its answer is accepted, by its text (same or equivalent, see
+compare.py) or by what it builds (spliced into the reference's code, see splice.py: the same module
+as the reference's), unless code outside the blanks changes what the blank builds (then it is charged
+to that blank). An answer written just outside its markers, with the blank left as given, earns its
+points too. Every change outside the blanks is flagged for review. A file that does not import (or
+times out, or crashes, or runs out of CPU time or memory) earns 0. The per-layer tests run once, on
+the file as submitted; their results are reported but do not decide the points.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import UserError
+from grading.builds import build_note, same_build
+from grading.compare import ACCEPTED, Reference, compare
+from grading.markers import find_blanks, read_source
+from grading.outside import Change, answers_outside, changes_outside
+from grading.sandbox import Limits, run
+from grading.splice import answers_file, splice, submitted_file
+
+# The tests of tests/test_resnet.py that cover each blank (test names start with these).
+BLANK_TESTS = {
+    "block_downsample": ("test_block_downsamples[", "test_block_parameter_counts"),
+    "block_same": ("test_block_keeps_size[", "test_block_parameter_counts"),
+    "stem_conv": ("test_layer_shape[layer1-",),
+    "stem_pool": ("test_layer_shape[layer1-",),
+    "layer2": ("test_layer_shape[layer2-",),
+    "layer3": ("test_layer_shape[layer3-",),
+    "layer4": ("test_layer_shape[layer4-",),
+    "avgpool": ("test_layer_shape[avgpool-",),
+    "fc": ("test_fc_shape", "test_parameter_count["),
+}
+BUILD_NOTE = "builds the same module as the reference (same layers; same outputs with the reference's weights)"
+TESTS_PASS_NOTE = "its tests pass, but the code differs from the assignment's design"
+
+
+@dataclass
+class BlankGrade:
+    """The grade of one blank."""
+    id: str
+    max_points: int
+    hint: str
+    reference: list[str]
+    answer: list[str] | None
+    verdict: str
+    notes: list[str]
+    tests: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    points: int = 0
+
+
+@dataclass
+class Grade:
+    """The grade of one submission."""
+    student: str
+    path: Path
+    blanks: list[BlankGrade]
+    problem: str | None = None
+    review: list[str] = field(default_factory=list)
+    other_tests: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    cpu: float = 0.0
+
+    @property
+    def total(self) -> int:
+        """Points earned."""
+        return sum(b.points for b in self.blanks)
+
+    @property
+    def max_total(self) -> int:
+        """Points there are."""
+        return sum(b.max_points for b in self.blanks)
+
+
+@dataclass
+class Options:
+    """How to grade: the reference, what it builds, the limits, the sandbox."""
+    ref: Reference
+    builds: dict[str, dict[str, list[dict]]]  # "splice" or "full" -> blank -> the reference's fingerprints
+    limits: Limits
+    use_bwrap: bool
+
+
+def covering(tests: dict[str, tuple[bool, str]], blank_id: str) -> dict[str, tuple[bool, str]]:
+    """The tests that cover a blank."""
+    return {name: r for name, r in tests.items() if name.startswith(BLANK_TESTS.get(blank_id, ("-",)))}
+
+
+def text_verdicts(ref: Reference, text: str) -> tuple[list[BlankGrade], dict[str, str], dict]:
+    """Each blank's text verdict, the broken markers (blank -> problem) and the blanks found."""
+    found, broken = find_blanks(text)
+    blanks = []
+    for b in ref.blanks.values():
+        if b.id in found:
+            verdict, notes = compare(ref, b.id, found[b.id].lines)
+        else:
+            verdict, notes = "missing", [broken.get(b.id, f"the marker lines BEGIN BLANK {b.id} / END BLANK {b.id} "
+                                                          "were not found")]
+        answer = found[b.id].lines if b.id in found else None
+        blanks.append(BlankGrade(b.id, b.points, b.hint, b.lines, answer, verdict, notes))
+    return blanks, {k: v for k, v in broken.items() if k in ref.blanks}, found
+
+
+def plan(ref: Reference, text: str, blanks: list[BlankGrade], outside: bool) -> tuple[dict[str, str], list[dict]]:
+    """The files and jobs for the sandbox: the file as submitted first (its import decides), then the builds."""
+    files = {"submitted.py": submitted_file(text)}
+    jobs = [{"name": "submitted", "file": "submitted.py", "tests": True, "stop_on_problem": True,
+             "probes": list(ref.blanks) if outside else []}]
+    if outside:
+        files["answers.py"] = answers_file(ref, {b.id: b.answer for b in blanks if b.answer is not None})
+        jobs.append({"name": "answers", "file": "answers.py", "probes": list(ref.blanks)})
+    for b in blanks:
+        if b.verdict == "different":
+            files[f"splice_{b.id}.py"] = splice(ref, b.id, b.answer)
+            jobs.append({"name": f"splice_{b.id}", "file": f"splice_{b.id}.py", "probes": [b.id]})
+    return files, jobs
+
+
+def grade_file(path: Path, student: str, options: Options) -> Grade:
+    """Grade one submission."""
+    ref = options.ref
+    try:
+        text = read_source(path)
+    except (UserError, OSError) as error:
+        blanks = [BlankGrade(b.id, b.points, b.hint, b.lines, None, "missing", []) for b in ref.blanks.values()]
+        return Grade(student, path, blanks, problem=f"could not read the file: {error}")
+    blanks, broken, found = text_verdicts(ref, text)
+    changes = changes_outside(ref.text, ref.blanks, text, found)
+    grade = Grade(student, path, blanks, review=[c.flag() for c in changes])
+    grade.review += [f"{blank_id}: markers deleted or changed ({problem})" for blank_id, problem in broken.items()]
+    try:
+        compile(text, str(path), "exec")
+    except (SyntaxError, ValueError) as error:
+        grade.problem = f"did not import: {type(error).__name__} line {getattr(error, 'lineno', '?')}: " \
+                        f"{getattr(error, 'msg', error)}"
+        return grade
+    outside = bool(changes) and not broken
+    if changes and broken:
+        grade.review.append("what code outside the blanks builds was not checked: the markers are broken")
+    files, jobs = plan(ref, text, blanks, outside)
+    result = run(files, jobs, options.limits, options.use_bwrap)
+    grade.cpu = result.cpu
+    submitted = result.report.get("jobs", {}).get("submitted", {})
+    grade.problem = result.problem or submitted.get("problem")
+    if grade.problem:
+        return grade
+    jobs_done = result.report.get("jobs", {})
+    tests = {name: tuple(r) for name, r in submitted.get("tests", {}).items()}
+    for b in blanks:
+        b.tests = covering(tests, b.id)
+        settle(b, jobs_done, options, changes if outside else [], broken)
+    covered = {name for b in blanks for name in covering(tests, b.id)}
+    grade.other_tests = {name: r for name, r in tests.items() if name not in covered}
+    grade.review += [f"{b.id}: {note}" for b in blanks for note in b.notes if note.startswith(REVIEW_PREFIXES)]
+    if any("MemoryError" in m or "allocate memory" in m for _, m in tests.values()):
+        grade.problem = f"exceeded the memory limit ({options.limits.memory_gb:g} GB) during the tests"
+    return grade
+
+
+REVIEW_PREFIXES = ("the answer is just outside", "code outside the blanks changes")
+
+
+def settle(b: BlankGrade, jobs: dict, options: Options, changes: list[Change], broken: dict[str, str]) -> None:
+    """A blank's final verdict, notes and points, from its text verdict, its builds and the changes outside."""
+    ref_splice, ref_full = options.builds["splice"].get(b.id), options.builds["full"].get(b.id)
+    spliced = jobs.get(f"splice_{b.id}", {}).get("probes", {}).get(b.id)
+    if b.verdict == "different" and spliced is not None:
+        if same_build(spliced, ref_splice):
+            b.verdict, b.notes = "equivalent", [BUILD_NOTE] + [f"in form: {note}" for note in b.notes[:2]]
+        elif note := build_note(spliced, ref_splice):
+            b.notes.append(f"what it builds differs: {note}")
+    accepted = b.verdict in ACCEPTED
+    mine = jobs.get("submitted", {}).get("probes", {}).get(b.id)
+    alone = jobs.get("answers", {}).get("probes", {}).get(b.id)
+    if b.verdict == "missing" and b.id not in broken and changes:
+        accepted = outside_answer(b, changes, options.ref, mine, ref_full)
+    elif accepted and mine is not None and alone is not None and not same_build(mine, alone):
+        b.notes.append(f"code outside the blanks changes what this blank builds: {build_note(mine, alone)}")
+        accepted = False
+    b.points = b.max_points if accepted else 0
+    if b.verdict == "different" and b.tests and all(passed for passed, _ in b.tests.values()):
+        b.notes.append(TESTS_PASS_NOTE)
+
+
+def outside_answer(b: BlankGrade, changes: list[Change], ref: Reference, mine: list[dict] | None,
+                   ref_full: list[dict] | None) -> bool:
+    """Accept an answer written just outside the markers of a blank left as given (its verdict and notes say so)."""
+    lines = answers_outside(changes).get(b.id)
+    if not lines:
+        return False
+    verdict, _ = compare(ref, b.id, lines)
+    builds_right = same_build(mine, ref_full)
+    builds_something = mine is not None and all("error" not in probe for probe in mine)
+    if not builds_right and not (verdict in ACCEPTED and builds_something):
+        return False
+    where = next(c.where for c in changes if c.near == b.id and c.kind == "added")
+    b.verdict = verdict if verdict in ACCEPTED else "equivalent"
+    b.notes = [f"the answer is just outside the markers ({where}); the blank was left as given"]
+    return True

@@ -1,0 +1,153 @@
+"""The blanks of resnet.py: find them between their marker lines, fill them, make the skeleton, read sources.
+
+Every part a student fills in sits between two marker lines of the reference:
+
+    # BEGIN BLANK <id> points=<n> hint="<hint>"
+    ...answer...
+    # END BLANK <id>
+"""
+from __future__ import annotations
+
+import ast
+import io
+import re
+import textwrap
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import UserError
+
+BEGIN = re.compile(r'^(?P<indent>[ \t]*)# BEGIN BLANK (?P<id>\w+) points=(?P<points>\d+) hint="(?P<hint>[^"]*)"[ \t]*$')
+LOOSE_BEGIN = re.compile(r"^\s*#\s*BEGIN BLANK\s+(?P<id>\w+)")
+LOOSE_END = re.compile(r"^\s*#\s*END BLANK\s+(?P<id>\w+)\s*$")
+CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+
+
+@dataclass
+class Blank:
+    """One blank of a file: its marker lines (0-based indices) and the answer lines between them."""
+    id: str
+    begin: int
+    end: int
+    lines: list[str]
+    points: int = 0
+    hint: str = ""
+
+
+def read_source(path: Path) -> str:
+    """A Python file's text, decoded as Python decodes it (a byte-order mark, a `coding:` line)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: Python cannot decode it either: {error}") from None
+    return text.removeprefix("\ufeff")
+
+
+def as_utf8(text: str) -> str:
+    """The text with a `coding:` line (line 1 or 2) naming UTF-8, for files written out as UTF-8."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines[:2]):
+        if match := CODING.match(line):
+            lines[i] = line[:match.start(1)] + "utf-8" + line[match.end(1):]
+            return "".join(lines)
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+    return text
+
+
+def find_blanks(text: str) -> tuple[dict[str, Blank], dict[str, str]]:
+    """The blanks of a (student's) file, and a problem message per blank whose markers are broken."""
+    lines = text.splitlines(keepends=True)
+    blanks: dict[str, Blank] = {}
+    problems: dict[str, str] = {}
+    open_id, open_at = None, 0
+    for i, line in enumerate(lines):
+        if begin := LOOSE_BEGIN.match(line):
+            if open_id:
+                problems[open_id] = f"BEGIN BLANK {begin['id']} (line {i + 1}) comes before END BLANK {open_id}"
+            open_id, open_at = begin["id"], i
+            if open_id in blanks or open_id in problems:
+                problems[open_id] = f"the markers of blank {open_id} appear more than once"
+        elif end := LOOSE_END.match(line):
+            if end["id"] != open_id:
+                problems.setdefault(end["id"], f"END BLANK {end['id']} (line {i + 1}) has no BEGIN BLANK before it")
+            elif open_id not in problems:
+                blanks[open_id] = Blank(open_id, open_at, i, lines[open_at + 1:i])
+            open_id = None
+    if open_id:
+        problems.setdefault(open_id, f"BEGIN BLANK {open_id} (line {open_at + 1}) has no END BLANK line")
+    for blank_id in problems:
+        blanks.pop(blank_id, None)
+    return blanks, problems
+
+
+def reference_blanks(text: str, name: str = "resnet.py") -> dict[str, Blank]:
+    """The blanks of the reference, with points and hints; any broken marker is an error."""
+    blanks, problems = find_blanks(text)
+    if problems:
+        raise UserError(f"{name}: " + "; ".join(problems.values()))
+    lines = text.splitlines()
+    for blank in blanks.values():
+        match = BEGIN.match(lines[blank.begin])
+        if not match:
+            raise UserError(f"{name} line {blank.begin + 1}: a BEGIN line must read "
+                            f'# BEGIN BLANK <id> points=<n> hint="<hint>"')
+        blank.points, blank.hint = int(match["points"]), match["hint"]
+    if not blanks:
+        raise UserError(f"{name} has no BEGIN BLANK / END BLANK markers")
+    return blanks
+
+
+def fill_blanks(text: str, answers: dict[str, list[str]]) -> str:
+    """The text with the answer lines of the given blanks replaced (marker lines kept)."""
+    lines = text.splitlines(keepends=True)
+    blanks, _ = find_blanks(text)
+    for blank in sorted(blanks.values(), key=lambda b: b.begin, reverse=True):
+        if blank.id in answers:
+            lines[blank.begin + 1:blank.end] = answers[blank.id]
+    return "".join(lines)
+
+
+def indent_of(line: str) -> str:
+    """The leading spaces and tabs of a line."""
+    return line[:len(line) - len(line.lstrip())]
+
+
+def placeholder(blank: Blank, begin_line: str) -> list[str]:
+    """The skeleton's lines for a blank: the hint, and `x = None` where the answer is an assignment."""
+    indent = indent_of(begin_line)
+    newline = "\r\n" if begin_line.endswith("\r\n") else "\n"
+    todo = f"fill in here ({blank.points} points)"
+    lines = [f"{indent}# hint: {blank.hint}{newline}"]
+    target = assignment_target(blank.lines)
+    lines.append(f"{indent}{target} = None  # {todo}{newline}" if target else f"{indent}# {todo}{newline}")
+    return lines
+
+
+def assignment_target(lines: list[str]) -> str | None:
+    """`self.fc` for an answer `self.fc = nn.Linear(...)`, None for any other answer."""
+    try:
+        body = ast.parse(textwrap.dedent("".join(lines))).body
+    except SyntaxError:
+        return None
+    if len(body) == 1 and isinstance(body[0], ast.Assign) and len(body[0].targets) == 1:
+        return ast.unparse(body[0].targets[0])
+    return None
+
+
+def placeholders(text: str, blanks: dict[str, Blank]) -> dict[str, list[str]]:
+    """The skeleton's lines of every reference blank."""
+    lines = text.splitlines(keepends=True)
+    return {b.id: placeholder(b, lines[b.begin]) for b in blanks.values()}
+
+
+def make_skeleton(text: str) -> str:
+    """The student version of the reference: every answer replaced by its placeholder."""
+    blanks = reference_blanks(text)
+    skeleton = fill_blanks(text, placeholders(text, blanks))
+    compile(skeleton, "skeleton", "exec")  # the placeholders must leave valid Python
+    return skeleton

@@ -1,0 +1,226 @@
+"""Runs INSIDE the sandbox: `python runner.py JOBDIR`. Only the standard library, torch and pytest.
+
+JOBDIR/plan.json lists the jobs: a resnet.py file to import, whether to run the per-layer tests
+(tests/test_resnet.py) on it, and the blanks whose modules to build and fingerprint (fingerprint.py).
+torch and pytest are imported once; each job then runs in a forked child, so that what one file does
+to torch (a monkeypatched torch.nn) never reaches the next, and a student's top-level code runs once.
+Each child gets what is left of the CPU budget as its RLIMIT_CPU. Where the runner has a PID namespace
+of its own (bubblewrap), every process but itself is killed after each job: nothing a job started
+outlives it. The results go to JOBDIR/report.json, written after the last job's processes are gone.
+"""
+import ctypes
+import importlib.util
+import json
+import math
+import os
+import resource
+import signal
+import sys
+import traceback
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+HERE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path.cwd()
+
+
+def limit_memory(max_bytes: int) -> None:
+    """Cap the address space of this process and of all it starts."""
+    resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+
+
+def not_dumpable() -> None:
+    """Keep the children from reading or writing this process's memory through /proc."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+
+
+def own_pid_namespace(isolated: bool) -> bool:
+    """Whether this process runs in bubblewrap's PID namespace (checked twice before any kill(-1))."""
+    try:
+        return isolated and os.getpid() <= 3 and Path("/proc/1/comm").read_text().strip() == "bwrap"
+    except OSError:
+        return False
+
+
+def end_the_rest(isolated: bool, group: int) -> None:
+    """Kill what a job left running: every other process of the namespace, or the job's process group."""
+    try:
+        os.kill(-1, signal.SIGKILL) if isolated else os.killpg(group, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+
+
+def cpu_used() -> float:
+    """CPU seconds of this process and of the children it waited for."""
+    mine, theirs = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + theirs.ru_utime + theirs.ru_stime
+
+
+def describe(exc: BaseException, path: Path) -> str:
+    """One line on why the import failed, with the line of the file where it happened."""
+    if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc):
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0] / 2**30
+        return f"exceeded the memory limit ({limit:g} GB) while importing"
+    if isinstance(exc, SystemExit):
+        return f"did not import: it called sys.exit({exc.code!r})"
+    if isinstance(exc, SyntaxError):
+        return f"did not import: {type(exc).__name__} line {exc.lineno}: {exc.msg}"
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    where = f" line {lines[-1]}" if lines else ""
+    return f"did not import: {type(exc).__name__}{where}: {exc}"[:300]
+
+
+def import_file(path: Path):
+    """Import a resnet.py as the module `resnet`."""
+    spec = importlib.util.spec_from_file_location("resnet", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["resnet"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_junit(path: Path) -> dict[str, list]:
+    """Test name -> [passed, first line of the failure message], from a pytest --junitxml report."""
+    results = {}
+    for case in ET.parse(path).iter("testcase"):
+        failure = next((child for child in case if child.tag in ("failure", "error")), None)
+        if failure is None:
+            results.setdefault(case.get("name"), [True, ""])
+        else:
+            message = (failure.get("message") or failure.tag).strip().splitlines()[0]
+            if message.startswith("failed on setup with "):
+                message = message.removeprefix("failed on setup with ").strip('"')
+            results[case.get("name")] = [False, message[:200]]
+    return results
+
+
+def run_tests(name: str) -> dict[str, list]:
+    """The per-layer tests on the module imported as `resnet` (tests/conftest.py hands it to them)."""
+    import pytest
+
+    report = HERE / f"{name}-tests.xml"
+    pytest.main([str(HERE / "tests" / "test_resnet.py"), "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                 f"--rootdir={HERE}", "-c", str(HERE / "pytest.ini")])
+    return read_junit(report) if report.is_file() else {}
+
+
+def work(job: dict) -> dict:
+    """One job, in the child: import the file, run its tests, fingerprint what its blanks build."""
+    import fingerprint
+    import torch
+
+    torch.set_num_threads(1)
+    path = HERE / job["file"]
+    try:
+        module = import_file(path)
+    except BaseException as exc:  # noqa: BLE001 - whatever the file does is a result
+        return {"problem": describe(exc, path)}
+    result = {}
+    if job.get("tests"):
+        result["tests"] = run_tests(job["name"])
+    if job.get("probes"):
+        result["probes"] = fingerprint.probe_all(module, job["probes"])
+    return result
+
+
+def run_child(job: dict, budget: float) -> None:
+    """The forked child: its own process group and CPU limit; the result goes to NAME.json."""
+    code = 0
+    try:
+        os.setpgid(0, 0)
+        seconds = max(1, math.ceil(budget))
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+        result = work(job)
+        text = json.dumps(result)
+        (HERE / f"{job['name']}.json").write_text(text)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        code = 70
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def crash(status: int, limit: float, memory_bytes: int) -> str:
+    """Why a job's child ended without a result."""
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU:
+        return f"used more than {limit:g} s of CPU time"
+    how = (f"was killed by {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
+           else f"exited with code {os.WEXITSTATUS(status)}")
+    try:
+        last = (HERE / "output.txt").read_bytes()[-2000:].decode(errors="replace").strip().splitlines()[-1:]
+    except OSError:
+        last = []
+    if os.WIFSIGNALED(status) or "memory" in " ".join(last).lower():
+        how += f" (perhaps the memory limit of {memory_bytes / 2**30:g} GB)"
+    message = f"crashed: the test process {how} before the tests finished"
+    return message + (f"; last output: {last[0][:150]}" if last else "")
+
+
+def run_job(job: dict, plan: dict, isolated: bool) -> dict:
+    """Fork a child for one job, wait for it, end what it left behind, read its result."""
+    budget = plan["cpu_limit"] - cpu_used()
+    if budget <= 0:
+        return {"problem": f"used more than {plan['cpu_limit']:g} s of CPU time"}
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        run_child(job, budget)
+    _, status = os.waitpid(pid, 0)
+    end_the_rest(isolated, pid)
+    result_file = HERE / f"{job['name']}.json"
+    try:
+        result = json.loads(result_file.read_text()) if result_file.stat().st_size < 2**24 else None
+        result_file.unlink()
+    except (OSError, ValueError):
+        result = None
+    if status != 0 or not isinstance(result, dict):
+        return {"problem": crash(status, plan["cpu_limit"], plan["memory_bytes"])}
+    return result
+
+
+def write_report(text: str) -> None:
+    """Write report.json through a new temporary file (never through a link a job may have left)."""
+    tmp = HERE / "report.json.tmp"
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, HERE / "report.json")
+
+
+def main() -> None:
+    """Run every job of the plan and write report.json."""
+    plan = json.loads((HERE / "plan.json").read_text())
+    limit_memory(plan["memory_bytes"])
+    not_dumpable()
+    isolated = own_pid_namespace(plan.get("isolated", False))
+    report = {"isolated": isolated, "jobs": {}}
+    try:
+        import fingerprint  # noqa: F401 - imported once, before the children fork
+        import pytest  # noqa: F401
+        import torch  # noqa: F401
+    except BaseException as exc:  # noqa: BLE001
+        report["problem"] = f"the sandbox cannot import torch and pytest: {type(exc).__name__}: {exc}"[:300]
+    else:
+        for job in plan["jobs"]:
+            report["jobs"][job["name"]] = result = run_job(job, plan, isolated)
+            if result.get("problem") and job.get("stop_on_problem"):
+                break
+    report["cpu"] = cpu_used()
+    write_report(json.dumps(report))
+    sys.stdout.flush()
+    os._exit(0)  # do not wait for threads a job may have started
+
+
+if __name__ == "__main__":
+    main()

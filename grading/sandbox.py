@@ -1,0 +1,199 @@
+"""Run the jobs of one submission in a sandbox: bubblewrap where it works, process limits only where not.
+
+Under bubblewrap (Debian/Ubuntu package `bubblewrap`) the runner sees a read-only file system made
+of the system folders and Python's own (never the project folder: no reference answer), a writable
+job folder of its own and a private /tmp; no network (a network namespace with nothing in it); a
+PID namespace of its own (nothing it starts outlives it); no capabilities. Without bubblewrap (or
+where it cannot start, as in some containers) the runner is an ordinary process with the same time,
+CPU and memory limits: it can read and write what the grading user can, and a child started with
+setsid can outlive it. `check_sandbox` says which, once, loudly.
+
+Limits: CPU seconds for the whole submission (a loaded machine slows a submission down but does not
+fail it), a wall-clock limit for code that sleeps or blocks, and an address-space limit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from grading import LAYER_TESTS, PACKAGE, ROOT
+
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime",
+                "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
+INSIDE = "/sandbox"  # the job folder, as the runner sees it under bubblewrap
+GRADER = "/grader"  # the grading package, read-only
+
+
+@dataclass
+class Limits:
+    """The limits of one submission."""
+    timeout: float = 600.0  # wall-clock seconds
+    cpu: float = 60.0  # CPU seconds, all its processes together
+    memory_gb: float = 4.0  # address space of each process
+
+
+@dataclass
+class Outcome:
+    """What came back from the sandbox: the runner's report, or the problem that stopped it."""
+    report: dict = field(default_factory=dict)
+    problem: str | None = None
+    cpu: float = 0.0
+    isolated: bool = False
+
+
+def python_folders() -> list[Path]:
+    """The folders Python needs (its prefixes and sys.path), never the project folder or one around it."""
+    prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    found = set(prefixes) | {Path(sys.executable).resolve().parent}
+    found |= {Path(p).resolve() for p in sys.path if p and Path(p).is_dir()}
+    keep = []
+    for folder in sorted(found):
+        inside_project = folder == ROOT or ROOT in folder.parents or folder in ROOT.parents
+        if inside_project and not any(folder == p or p in folder.parents for p in prefixes if p != ROOT):
+            continue
+        if str(folder).startswith(SYSTEM_DIRS) or any(parent in keep for parent in folder.parents):
+            continue
+        keep.append(folder)
+    return keep
+
+
+def bwrap_command(job_dir: Path, program: list[str]) -> list[str]:
+    """The bubblewrap command line that runs `program` on the job folder."""
+    command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            command += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            command += ["--ro-bind", path, path]
+    for path in SYSTEM_FILES:
+        command += ["--ro-bind-try", path, path]
+    for folder in python_folders():
+        command += ["--ro-bind", str(folder), str(folder)]
+    command += ["--ro-bind", str(PACKAGE), GRADER, "--bind", str(job_dir), INSIDE, "--chdir", INSIDE,
+                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--"]
+    return command + program
+
+
+def environment(home: str, site: str) -> dict[str, str]:
+    """The runner's environment: nothing of the grader's but what Python needs."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": "/tmp" if home == INSIDE else home,
+            "LANG": "C.UTF-8", "PYTHONPATH": site, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@cache
+def bwrap_problem() -> str | None:
+    """None if bubblewrap can run Python here, else why not (checked once)."""
+    if not shutil.which("bwrap"):
+        return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    with tempfile.TemporaryDirectory(prefix="grade-check-") as tmp:
+        command = bwrap_command(Path(tmp), [sys.executable, "-s", "-c", "import sys"])
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                  env=environment(INSIDE, f"{GRADER}/sandbox_site"))
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"bwrap could not start: {error}"
+    if done.returncode != 0:
+        return f"bwrap could not start: {(done.stderr.strip().splitlines() or ['exit code %d' % done.returncode])[-1]}"
+    return None
+
+
+def check_sandbox(requested: str) -> tuple[bool, str | None]:
+    """(use bubblewrap, a loud warning to print once) for --sandbox auto, bwrap or process."""
+    if requested == "process":
+        return False, ("WARNING: --sandbox process: submissions run under process limits only: they can read the "
+                       "reference answers and write any file this user can, and a child started with setsid can "
+                       "outlive the grading.")
+    problem = bwrap_problem()
+    if problem is None:
+        return True, None
+    if requested == "bwrap":
+        from common import UserError
+
+        raise UserError(f"--sandbox bwrap: {problem}")
+    return False, (f"WARNING: no sandbox: {problem}. Submissions run under process limits only: they can read the "
+                   "reference answers and write any file this user can, and a child started with setsid can outlive "
+                   "the grading. Install bubblewrap to grade untrusted code (see docs/grading.md).")
+
+
+def prepare(job_dir: Path, files: dict[str, str], jobs: list[dict], limits: Limits, isolated: bool) -> None:
+    """Write the job folder: the files to import, the per-layer tests, and plan.json."""
+    (job_dir / "tests").mkdir(parents=True)
+    shutil.copy(LAYER_TESTS, job_dir / "tests" / "test_resnet.py")
+    shutil.copy(PACKAGE / "sandbox_conftest.py", job_dir / "tests" / "conftest.py")
+    (job_dir / "pytest.ini").write_text("[pytest]\n")
+    for name, text in files.items():
+        (job_dir / name).write_text(text, encoding="utf-8")
+    plan = {"jobs": jobs, "cpu_limit": limits.cpu, "memory_bytes": int(limits.memory_gb * 2**30),
+            "isolated": isolated}
+    (job_dir / "plan.json").write_text(json.dumps(plan))
+
+
+def run(files: dict[str, str], jobs: list[dict], limits: Limits, use_bwrap: bool) -> Outcome:
+    """Run the jobs (see runner.py) on the files (name -> text) in a fresh job folder; return what came back."""
+    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
+        job_dir = Path(tmp)
+        prepare(job_dir, files, jobs, limits, use_bwrap)
+        if use_bwrap:
+            command = bwrap_command(job_dir, [sys.executable, "-s", f"{GRADER}/runner.py", INSIDE])
+            env = environment(INSIDE, f"{GRADER}/sandbox_site")
+        else:
+            command = [sys.executable, "-s", str(PACKAGE / "runner.py"), str(job_dir)]
+            env = environment(str(job_dir), str(PACKAGE / "sandbox_site"))
+        status, cpu, timed_out = supervise(command, env, job_dir, limits.timeout)
+        outcome = Outcome(cpu=cpu)
+        report_file = job_dir / "report.json"
+        if timed_out:
+            outcome.problem = f"timed out after {limits.timeout:g} s"
+        elif cpu > limits.cpu + 5:
+            outcome.problem = f"used more than {limits.cpu:g} s of CPU time"
+        elif report_file.is_file() and not report_file.is_symlink():
+            try:
+                outcome.report = json.loads(report_file.read_text())
+            except ValueError:
+                outcome.problem = "the sandbox's report is unreadable"
+        else:
+            tail = (job_dir / "output.txt").read_bytes()[-300:].decode(errors="replace").strip()
+            outcome.problem = f"the sandbox ended with status {status} and no report: {tail.splitlines()[-1:]}"
+        outcome.problem = outcome.problem or outcome.report.get("problem")
+        outcome.isolated = bool(outcome.report.get("isolated"))
+        return outcome
+
+
+def supervise(command: list[str], env: dict[str, str], job_dir: Path, timeout: float) -> tuple[int, float, bool]:
+    """Run the command in its own session; kill its whole group after `timeout` s. (status, CPU s, timed out)."""
+    with open(job_dir / "output.txt", "wb") as output:
+        child = subprocess.Popen(command, cwd=job_dir, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    expired = threading.Event()
+
+    def kill() -> None:
+        """End the child's process group (under bubblewrap, the whole sandbox goes with it)."""
+        expired.set()
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    finally:
+        timer.cancel()
+    child.returncode = status  # reaped here: keep Popen from waiting again
+    try:
+        os.killpg(child.pid, signal.SIGKILL)  # what the runner left behind in its group
+    except (ProcessLookupError, PermissionError):
+        pass
+    return status, usage.ru_utime + usage.ru_stime, expired.is_set()
