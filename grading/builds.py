@@ -19,6 +19,14 @@ def same_build(mine: list[dict] | None, theirs: list[dict] | None) -> bool:
     return all(difference(a, b) is None for a, b in zip(mine, theirs))
 
 
+def same_shapes(mine: list[dict] | None, theirs: list[dict] | None) -> bool:
+    """Whether two builds give outputs of the same shapes (what the per-layer tests check) on every probe."""
+    if not mine or not theirs or len(mine) != len(theirs):
+        return False
+    shapes = [[p.get("output", {}).get("shape") for p in probes] for probes in (mine, theirs)]
+    return None not in shapes[0] and shapes[0] == shapes[1]
+
+
 def difference(mine: dict, theirs: dict) -> str | None:
     """How one probe's build differs from another's, None if it does not."""
     if "error" in mine or "error" in theirs:

@@ -49,7 +49,7 @@ def options_for(args: argparse.Namespace, ref: Reference):
     use_bwrap, warning = check_sandbox(args.sandbox)
     if warning:
         print("\n" + "!" * 100 + "\n" + textwrap.fill(warning, 100) + "\n" + "!" * 100 + "\n", file=sys.stderr)
-    return Options(ref, reference_builds(ref, limits), limits, use_bwrap)
+    return Options(ref, lambda: reference_builds(ref, limits), limits, use_bwrap)
 
 
 def cmd_skeleton(args: argparse.Namespace) -> None:

@@ -6,15 +6,18 @@ as the reference's), unless code outside the blanks changes what the blank build
 to that blank). An answer written just outside its markers, with the blank left as given, earns its
 points too. Every change outside the blanks is flagged for review. A file that does not import (or
 times out, or crashes, or runs out of CPU time or memory) earns 0. The per-layer tests run once, on
-the file as submitted; their results are reported but do not decide the points.
+the file as submitted (where a wrong fc fails the shape tests of every layer too); their results are
+reported but do not decide the points.
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import UserError
-from grading.builds import build_note, same_build
+from grading.builds import build_note, same_build, same_shapes
 from grading.compare import ACCEPTED, Reference, compare
 from grading.markers import find_blanks, read_source
 from grading.outside import Change, answers_outside, changes_outside
@@ -34,7 +37,7 @@ BLANK_TESTS = {
     "fc": ("test_fc_shape", "test_parameter_count["),
 }
 BUILD_NOTE = "builds the same module as the reference (same layers; same outputs with the reference's weights)"
-TESTS_PASS_NOTE = "its tests pass, but the code differs from the assignment's design"
+SHAPES_NOTE = "its shapes are right (its tests pass), but what it builds differs from the assignment's design"
 
 
 @dataclass
@@ -75,11 +78,25 @@ class Grade:
 
 @dataclass
 class Options:
-    """How to grade: the reference, what it builds, the limits, the sandbox."""
+    """How to grade: the reference, what it builds (made on first use, once), the limits, the sandbox."""
     ref: Reference
-    builds: dict[str, dict[str, list[dict]]]  # "splice" or "full" -> blank -> the reference's fingerprints
+    make_builds: Callable[[], dict[str, dict[str, list[dict]]]]
     limits: Limits
     use_bwrap: bool
+    _builds: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ready(self) -> None:
+        """Build the reference's modules now (once), before a submission runs."""
+        self.builds.keys()
+
+    @property
+    def builds(self) -> dict[str, dict[str, list[dict]]]:
+        """"splice" or "full" -> blank -> the reference's fingerprints."""
+        with self._lock:
+            if not self._builds:
+                self._builds.update(self.make_builds())
+        return self._builds
 
 
 def covering(tests: dict[str, tuple[bool, str]], blank_id: str) -> dict[str, tuple[bool, str]]:
@@ -139,6 +156,7 @@ def grade_file(path: Path, student: str, options: Options) -> Grade:
     if changes and broken:
         grade.review.append("what code outside the blanks builds was not checked: the markers are broken")
     files, jobs = plan(ref, text, blanks, outside)
+    options.ready()
     result = run(files, jobs, options.limits, options.use_bwrap)
     grade.cpu = result.cpu
     submitted = result.report.get("jobs", {}).get("submitted", {})
@@ -179,8 +197,8 @@ def settle(b: BlankGrade, jobs: dict, options: Options, changes: list[Change], b
         b.notes.append(f"code outside the blanks changes what this blank builds: {build_note(mine, alone)}")
         accepted = False
     b.points = b.max_points if accepted else 0
-    if b.verdict == "different" and b.tests and all(passed for passed, _ in b.tests.values()):
-        b.notes.append(TESTS_PASS_NOTE)
+    if b.verdict == "different" and same_shapes(spliced, ref_splice):
+        b.notes.append(SHAPES_NOTE)
 
 
 def outside_answer(b: BlankGrade, changes: list[Change], ref: Reference, mine: list[dict] | None,

@@ -1,19 +1,22 @@
 """Tests of grade.py: the skeleton, the verdicts, the sandbox and the batch outputs.
 
 The student files are made here by editing the text of the reference resnet.py.
-Grading starts a sandboxed pytest process per submission (each imports torch, a few
+Grading starts a sandboxed process per submission (each imports torch, a few
 seconds), so the submissions are graded in two batch runs, shared by the tests.
 """
 import csv
 import json
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-import grade
+from common import run_cli
+from grading.cli import main
+from grading.compare import PADDING_NOTE, STRIDE_NOTE, Reference, compare
+from grading.markers import fill_blanks, find_blanks, make_skeleton, reference_blanks
+from grading.runner import read_junit
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_TEXT = (ROOT / "resnet.py").read_text(encoding="utf-8")
@@ -21,6 +24,15 @@ REFERENCE_TEXT = (ROOT / "resnet.py").read_text(encoding="utf-8")
 DOWN_1X1 = "conv1x1(in_channels, middle_channels, stride=2, padding=0),  # middle x H/2 x W/2"
 DOWN_3X3 = "conv3x3(middle_channels, middle_channels, stride=1, padding=1),  # middle x H/2 x W/2"
 SAME_3X3 = "conv3x3(middle_channels, middle_channels, stride=1, padding=1),  # middle x H x W"
+
+
+def run(argv: list[str]) -> int:
+    """grade.py's exit code for a command line, run in this process."""
+    try:
+        run_cli(main, argv)
+    except SystemExit as exit:
+        return exit.code
+    return 0
 
 
 def edit(text: str, *replacements: tuple[str, str]) -> str:
@@ -33,7 +45,7 @@ def edit(text: str, *replacements: tuple[str, str]) -> str:
 
 def blank_lines(text: str, blank_id: str) -> tuple[int, int]:
     """1-based line numbers of a blank's BEGIN and END lines."""
-    blank = grade.find_blanks(text)[0][blank_id]
+    blank = find_blanks(text)[0][blank_id]
     return blank.begin + 1, blank.end + 1
 
 
@@ -44,10 +56,10 @@ def without_lines(text: str, *numbers: int) -> str:
 
 def equivalent_text() -> str:
     """Every blank right, written differently: positional/keyword, spacing, comments, alternatives."""
-    first_block = grade.find_blanks(REFERENCE_TEXT)[0]["layer4"].lines[0]
+    first_block = find_blanks(REFERENCE_TEXT)[0]["layer4"].lines[0]
     five_more = " " * 12 + "*[ResidualBlock(1024, 256, 1024, False) for _ in range(5)],\n"
     return edit(
-        grade.fill_blanks(REFERENCE_TEXT, {"layer4": [first_block, five_more]}),
+        fill_blanks(REFERENCE_TEXT, {"layer4": [first_block, five_more]}),
         (DOWN_1X1, "conv1x1(in_channels,middle_channels,2,0),   # stride 2 here"),
         (DOWN_3X3, "conv3x3(middle_channels, middle_channels, stride=(1, 1), padding=1),"),
         ("conv1x1(in_channels, middle_channels, stride=1, padding=0),  # middle x H x W",
@@ -140,33 +152,33 @@ def broken(tmp_path_factory):
 # ------------------------------------------------------------------ skeleton
 
 def test_skeleton_filled_with_the_answers_is_the_reference():
-    skeleton = grade.make_skeleton(REFERENCE_TEXT)
-    answers = {b.id: b.lines for b in grade.reference_blanks(REFERENCE_TEXT).values()}
-    assert grade.fill_blanks(skeleton, answers).encode() == REFERENCE_TEXT.encode()
-    assert grade.find_blanks(skeleton)[0].keys() == answers.keys()  # the markers stay
+    skeleton = make_skeleton(REFERENCE_TEXT)
+    answers = {b.id: b.lines for b in reference_blanks(REFERENCE_TEXT).values()}
+    assert fill_blanks(skeleton, answers).encode() == REFERENCE_TEXT.encode()
+    assert find_blanks(skeleton)[0].keys() == answers.keys()  # the markers stay
     compile(skeleton, "skeleton", "exec")
     assert "self.avgpool = None  # fill in here (5 points)" in skeleton
 
 
 def test_skeleton_command_writes_file_and_refuses_the_reference(tmp_path, capsys):
     output = tmp_path / "student" / "resnet.py"
-    assert grade.main(["skeleton", "-o", str(output)]) == 0
-    assert output.read_text() == grade.make_skeleton(REFERENCE_TEXT)
-    assert grade.main(["skeleton", "-o", str(ROOT / "resnet.py")]) == 2
+    assert run(["skeleton", "-o", str(output)]) == 0
+    assert output.read_text() == make_skeleton(REFERENCE_TEXT)
+    assert run(["skeleton", "-o", str(ROOT / "resnet.py")]) == 2
     assert capsys.readouterr().err.startswith("error: -o ")
     assert (ROOT / "resnet.py").read_text(encoding="utf-8") == REFERENCE_TEXT
 
 
 def test_skeleton_imports_and_fails_the_per_layer_tests(tmp_path):
     skeleton = tmp_path / "resnet.py"
-    skeleton.write_text(grade.make_skeleton(REFERENCE_TEXT))
+    skeleton.write_text(make_skeleton(REFERENCE_TEXT))
     report = tmp_path / "report.xml"
     subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_resnet.py"), "--impl", str(skeleton),
                     "-q", "-p", "no:cacheprovider", f"--junitxml={report}"], capture_output=True, timeout=300)
-    results = grade.read_junit(report)
-    assert results["test_course_alias"].passed  # the skeleton imports cleanly
-    assert not any(r.passed for name, r in results.items() if name.startswith("test_layer_shape"))
-    assert sum(not r.passed for r in results.values()) >= 10
+    results = read_junit(report)
+    assert results["test_course_alias"][0]  # the skeleton imports cleanly
+    assert not any(passed for name, (passed, _) in results.items() if name.startswith("test_layer_shape"))
+    assert sum(not passed for passed, _ in results.values()) >= 10
 
 
 # ------------------------------------------------------------------ verdicts without running anything
@@ -189,8 +201,8 @@ def test_skeleton_imports_and_fails_the_per_layer_tests(tmp_path):
     ("block_same", "# nothing yet\n", "missing"),
 ])
 def test_verdicts(blank_id, answer, verdict):
-    reference = grade.Reference.load()
-    assert grade.compare(reference, blank_id, [answer + "\n"])[0] == verdict
+    reference = Reference.load()
+    assert compare(reference, blank_id, [answer + "\n"])[0] == verdict
 
 
 # ------------------------------------------------------------------ grading submissions
@@ -224,14 +236,15 @@ def test_reference_and_equivalent_verdicts(batch):
 def test_classic_mistakes_are_explained(batch):
     stdout, _, results = batch
     stride = output(results, "stride_on_3x3", "block_downsample")
-    assert "verdict: different" in stride and grade.STRIDE_NOTE in stride
+    assert "verdict: different" in stride and STRIDE_NOTE in stride
     assert "FAIL test_block_downsamples" in stride
     padding = output(results, "no_padding_3x3", "block_same")
-    assert "verdict: different" in padding and grade.PADDING_NOTE in padding
+    assert "verdict: different" in padding and PADDING_NOTE in padding
     assert "FAIL test_block_keeps_size" in padding
     layer2 = output(results, "several_mistakes", "layer2")
     assert "downsample=True, the reference has downsample=False" in layer2
-    assert "its tests pass" in layer2  # same shapes, other design
+    assert "its shapes are right" in layer2  # same shapes, other design
+    assert "what it builds differs" in layer2
     assert "middle_channels=64, the reference has middle_channels=128" in output(results, "several_mistakes", "layer3")
     assert "in_features=2048, the reference has in_features=1024" in output(results, "several_mistakes", "fc")
     assert "Total: 70/90" in stdout.split("Submission: stride_on_3x3")[1].split("Submission:")[0]
@@ -248,7 +261,7 @@ def test_broken_markers_give_missing(batch):
 def test_batch_csv_and_json_layout(batch):
     _, rows, results = batch
     assert list(rows) == sorted(SUBMISSIONS)
-    assert list(rows["reference"]) == ["student", *FULL, "total", "notes"]
+    assert list(rows["reference"]) == ["student", *FULL, "total", "review", "notes"]
     assert set(results) == set(SUBMISSIONS)
     for test in results["reference"]["tests"]:
         assert set(test) == {"name", "score", "max_score", "output"} and test["max_score"] == FULL[test["name"]]
@@ -256,7 +269,7 @@ def test_batch_csv_and_json_layout(batch):
 
 def test_files_that_never_reach_the_tests(broken):
     files, results = broken
-    problems = {student: results[student]["output"] for student in files}
+    problems = {student: results[student]["output"].splitlines()[0] for student in files}
     line = next(i for i, text in enumerate(files["syntax_error"].splitlines(), 1) if text.endswith("self.layer(x"))
     assert problems["syntax_error"].startswith(f"did not import: SyntaxError line {line}")
     assert problems["endless_loop"] == "timed out after 5 s"
@@ -264,12 +277,13 @@ def test_files_that_never_reach_the_tests(broken):
     assert problems["exits"] == "did not import: it called sys.exit(3)"
     assert "network use is blocked while grading" in problems["network"]
     assert all(results[student]["score"] == 0 for student in files)
+    assert "review: line 21: code added outside the blanks: while True: / pass" in results["endless_loop"]["output"]
 
 
 def test_single_file_report_and_json(tmp_path, capsys):
     student = tmp_path / "erin.py"  # a syntax error is found without running anything
     student.write_text(edit(REFERENCE_TEXT, ("self.fc = nn.Linear(1024, num_classes)", "self.fc = nn.Linear(1024,")))
-    assert grade.main(["check", str(student), "--json", str(tmp_path / "results.json")]) == 0
+    assert run(["check", str(student), "--json", str(tmp_path / "results.json")]) == 0
     report = capsys.readouterr().out
     assert "PROBLEM: did not import: SyntaxError line" in report and "\nTotal: 0/90\n" in report
     results = json.loads((tmp_path / "results.json").read_text())
@@ -282,12 +296,13 @@ def test_single_file_report_and_json(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["check", "no/such/file.py"], "no such file or folder"),
     (["check", "{empty}"], "holds no submission"),
-    (["check", "resnet.py", "--timeout", "0"], "expected a number above 0"),
+    (["check", "resnet.py", "--timeout", "0"], "must be a positive number"),
+    (["check", "resnet.py", "--jobs", "0"], "must be a positive whole number"),
     (["check", "{ref}", "--csv", "{ref}"], "would overwrite"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_one_error_line(tmp_path, capsys, argv, message):
     argv = [a.replace("{empty}", str(tmp_path)).replace("{ref}", str(ROOT / "resnet.py")) for a in argv]
-    assert grade.main(argv) == 2
+    assert run(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
