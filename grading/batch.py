@@ -5,12 +5,13 @@ from the same spliced files a student's answers are built from; only their finge
 """
 from __future__ import annotations
 
+import resource
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import UserError
+from common import UserError, format_seconds
 from grading.compare import Reference
 from grading.judge import Grade, Options, grade_file
 from grading.sandbox import Limits, run
@@ -30,15 +31,23 @@ def reference_builds(ref: Reference, limits: Limits) -> dict[str, dict[str, list
     if any(problems) or len(done) != len(jobs):
         raise UserError(f"building the reference's modules failed: {next((p for p in problems if p), 'no report')}")
     builds = {"splice": {b: done[f"ref_splice_{b}"]["probes"][b] for b in ref.blanks},
-              "full": done["ref_full"]["probes"]}
+              "full": done["ref_full"]["probes"], "cpu": outcome.cpu}
     for blank_id in ref.blanks:
-        for kind in builds:
+        for kind in ("splice", "full"):
             probes = builds[kind].get(blank_id)
             if not probes:
                 raise UserError(f"blank {blank_id} has no probe: add what it builds to PROBES in grading/fingerprint.py")
             if any("error" in p or "error" in p.get("output", {}) for p in probes):
                 raise UserError(f"the reference's blank {blank_id} does not build: {probes}"[:500])
     return builds
+
+
+def cost(grades: list[Grade], options: Options, wall: float, jobs: int) -> str:
+    """The batch's cost: wall time, and CPU seconds of the grader, the reference build and every sandbox."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = own.ru_utime + own.ru_stime + options.builds.get("cpu", 0.0) + sum(g.cpu for g in grades)
+    return (f"graded {len(grades)} submission(s) in {format_seconds(wall)} with --jobs {jobs}: {cpu:.1f} CPU seconds "
+            f"in all, {cpu / len(grades):.1f} per submission")
 
 
 def find_submissions(folder: Path) -> list[tuple[str, Path]]:

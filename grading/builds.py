@@ -8,8 +8,35 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 
 RELATIVE = 1e-5  # of the output's absolute sum
+BLOCK_BRANCHES = re.compile(r"^\d+\.layer\.")  # in a layer: what the blocks' own blanks build
+OTHER_BLANKS = {"layer2": BLOCK_BRANCHES, "layer3": BLOCK_BRANCHES, "layer4": BLOCK_BRANCHES}
+
+
+def valid(probes: object) -> list[dict] | None:
+    """The probes of one blank as the sandbox reported them, if they have the expected form (else None)."""
+    def is_rows(value: object, width: int) -> bool:
+        return isinstance(value, list) and all(isinstance(r, list) and len(r) == width for r in value)
+
+    if not isinstance(probes, list) or not all(isinstance(p, dict) and isinstance(p.get("label"), str)
+                                               for p in probes):
+        return None
+    for probe in probes:
+        if "error" in probe:
+            if not isinstance(probe["error"], str):
+                return None
+            continue
+        output = probe.get("output")
+        if not (is_rows(probe.get("tree"), 3) and is_rows(probe.get("params"), 2)
+                and isinstance(probe.get("distinct"), int) and isinstance(output, dict)):
+            return None
+        if "error" not in output and not (isinstance(output.get("shape"), list)
+                                          and isinstance(output.get("values"), list)
+                                          and all(isinstance(v, (int, float, str)) for v in output["values"])):
+            return None
+    return probes
 
 
 def same_build(mine: list[dict] | None, theirs: list[dict] | None) -> bool:
@@ -17,6 +44,21 @@ def same_build(mine: list[dict] | None, theirs: list[dict] | None) -> bool:
     if mine is None or theirs is None or len(mine) != len(theirs):
         return False
     return all(difference(a, b) is None for a, b in zip(mine, theirs))
+
+
+def own_part(probes: list[dict] | None, blank_id: str) -> list[dict] | None:
+    """A blank's build without what other blanks build inside it (a layer without its blocks' branches).
+
+    The outputs go too: they depend on the parts left out. Used to tell whether code outside the
+    blanks changes the blank itself, not a blank it contains (which is charged on its own).
+    """
+    pattern = OTHER_BLANKS.get(blank_id)
+    if probes is None or pattern is None:
+        return probes
+    return [{key: value for key, value in probe.items() if key not in ("output", "distinct")}
+            | ({"tree": [row for row in probe["tree"] if not pattern.match(row[0])],
+                "params": [row for row in probe["params"] if not pattern.match(row[0])]} if "tree" in probe else {})
+            for probe in probes]
 
 
 def same_shapes(mine: list[dict] | None, theirs: list[dict] | None) -> bool:
@@ -35,7 +77,7 @@ def difference(mine: dict, theirs: dict) -> str | None:
         return mine.get("error") or f"it builds, where the other fails: {theirs['error']}"
     if mine["tree"] != theirs["tree"]:
         return tree_difference(mine["tree"], theirs["tree"])
-    if mine["params"] != theirs["params"] or mine["distinct"] != theirs["distinct"]:
+    if mine["params"] != theirs["params"] or mine.get("distinct") != theirs.get("distinct"):
         return (f"{mine['distinct']} distinct parameter tensors where the reference has {theirs['distinct']}"
                 " (a module used twice shares its weights)")
     return output_difference(mine.get("output", {}), theirs.get("output", {}))
@@ -43,6 +85,8 @@ def difference(mine: dict, theirs: dict) -> str | None:
 
 def output_difference(mine: dict, theirs: dict) -> str | None:
     """How two output summaries differ, None if they agree up to rounding."""
+    if not mine or not theirs:
+        return None if mine == theirs else "its output could not be compared"
     if "error" in mine or "error" in theirs:
         return None if mine.get("error") == theirs.get("error") else f"running it: {mine.get('error', 'fine')}"
     if mine["shape"] != theirs["shape"]:
@@ -62,8 +106,18 @@ def describe(row: list[str]) -> str:
     return f"{path or '(top)'}: {kind.rsplit('.', 1)[-1]}({settings})"
 
 
+def leaves(tree: list[list[str]]) -> list[str]:
+    """The modules of a tree that hold no others (the layers themselves), as `type(settings)`."""
+    paths = [row[0] for row in tree]
+    return [describe(row).split(": ", 1)[1] for row in tree
+            if not any(p.startswith(row[0] + ".") if row[0] else p for p in paths)]
+
+
 def tree_difference(mine: list[list[str]], theirs: list[list[str]]) -> str:
     """The first place where two module trees differ, in words."""
+    if leaves(mine) == leaves(theirs):
+        return ("the same layers as the reference, grouped differently: the parameter names differ (so the "
+                "checkpoint's weights would not load)")
     top_mine = [row for row in mine if row[0] and "." not in row[0]]
     top_theirs = [row for row in theirs if row[0] and "." not in row[0]]
     if len(top_mine) != len(top_theirs):

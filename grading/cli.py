@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from common import UserError, positive_float, positive_int, write_atomically
@@ -63,7 +64,7 @@ def cmd_skeleton(args: argparse.Namespace) -> None:
 
 def cmd_check(args: argparse.Namespace) -> None:
     """Grade one file (full report) or a folder of submissions (a listing)."""
-    from grading.batch import find_submissions, grade_all
+    from grading.batch import cost, find_submissions, grade_all
     from grading.report import csv_text, gradescope, listing, report
 
     target = Path(args.path)
@@ -76,6 +77,7 @@ def cmd_check(args: argparse.Namespace) -> None:
     for output in outputs:
         refuse_to_overwrite(output, [REFERENCE, LAYER_TESTS, *[p for _, p in submissions]], "output")
     options = options_for(args, Reference.load())
+    started = time.perf_counter()
     grades = []
     for grade in grade_all(submissions, options, args.jobs):
         grades.append(grade)
@@ -83,6 +85,7 @@ def cmd_check(args: argparse.Namespace) -> None:
             print(report(grade), flush=True)
     if target.is_dir():
         print("\n".join(listing(grades)), flush=True)
+        print(cost(grades, options, time.perf_counter() - started, args.jobs), file=sys.stderr)
     if args.csv:
         write_atomically(Path(args.csv), csv_text(grades))
         print(f"wrote {args.csv}")

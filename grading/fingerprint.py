@@ -2,8 +2,9 @@
 
 Each blank defines a module (a block, a layer, the stem, the pool, the classifier). A probe builds it
 from a loaded resnet.py and records:
-    tree      every submodule: its path, its type, its settings (kernel sizes, strides, paddings,
-              channels, bias; ReLU's `inplace` left out, it changes no value);
+    tree      every submodule: its path, its type (the torch class it derives from), its settings
+              (kernel sizes, strides, paddings, channels, bias; ReLU's `inplace` left out, it changes
+              no value);
     params    every parameter's name and shape, and how many distinct parameter tensors there are;
     output    with every weight set to the same fixed values the reference gets (drawn in order, so
               two modules with the same tree get the same weights), a summary of the output on a
@@ -73,9 +74,13 @@ def probe_one(module: types.ModuleType, probe: tuple, built: dict[tuple, object]
 
 
 def type_name(obj: object, own: str) -> str:
-    """`torch.nn.modules.conv.Conv2d`, or `ResidualBlock` for a class of the loaded file itself."""
+    """The torch class a module's class derives from (`torch.nn.modules.conv.Conv2d`): a subclass is judged by
+    its settings and outputs. A module class of the loaded file itself keeps its name (`ResidualBlock`)."""
     cls = type(obj)
-    return cls.__qualname__ if cls.__module__ == own else f"{cls.__module__}.{cls.__qualname__}"
+    base = next((c for c in cls.__mro__ if c.__module__.split(".")[0] == "torch"), cls)
+    if base is nn.Module and cls.__module__ == own:
+        return cls.__qualname__
+    return f"{base.__module__}.{base.__qualname__}"
 
 
 def settings(module: nn.Module) -> str:

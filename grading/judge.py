@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import UserError
-from grading.builds import build_note, same_build, same_shapes
+from grading.builds import build_note, own_part, same_build, same_shapes, valid
 from grading.compare import ACCEPTED, Reference, compare
 from grading.markers import find_blanks, read_source
 from grading.outside import Change, answers_outside, changes_outside
@@ -159,12 +159,12 @@ def grade_file(path: Path, student: str, options: Options) -> Grade:
     options.ready()
     result = run(files, jobs, options.limits, options.use_bwrap)
     grade.cpu = result.cpu
-    submitted = result.report.get("jobs", {}).get("submitted", {})
-    grade.problem = result.problem or submitted.get("problem")
+    jobs_done = result.report.get("jobs") if isinstance(result.report.get("jobs"), dict) else {}
+    submitted = jobs_done.get("submitted") if isinstance(jobs_done.get("submitted"), dict) else {}
+    grade.problem = result.problem or (str(submitted["problem"])[:300] if submitted.get("problem") else None)
     if grade.problem:
         return grade
-    jobs_done = result.report.get("jobs", {})
-    tests = {name: tuple(r) for name, r in submitted.get("tests", {}).items()}
+    tests = test_results(submitted)
     for b in blanks:
         b.tests = covering(tests, b.id)
         settle(b, jobs_done, options, changes if outside else [], broken)
@@ -176,25 +176,41 @@ def grade_file(path: Path, student: str, options: Options) -> Grade:
     return grade
 
 
-REVIEW_PREFIXES = ("the answer is just outside", "code outside the blanks changes")
+REVIEW_PREFIXES = ("the answer is just outside",)  # a note that earns points but needs a look
+
+
+def probes_of(jobs: dict, job: str, blank_id: str) -> list[dict] | None:
+    """The fingerprints a job reported for a blank, if it reported them in the expected form."""
+    result = jobs.get(job)
+    probes = result.get("probes") if isinstance(result, dict) else None
+    return valid(probes.get(blank_id)) if isinstance(probes, dict) else None
+
+
+def test_results(job: object) -> dict[str, tuple[bool, str]]:
+    """The per-layer test results a job reported: name -> (passed, message); nothing if malformed."""
+    tests = job.get("tests") if isinstance(job, dict) else None
+    if not isinstance(tests, dict):
+        return {}
+    return {str(name): (r[0], str(r[1])[:200]) for name, r in tests.items()
+            if isinstance(r, list) and len(r) == 2 and isinstance(r[0], bool)}
 
 
 def settle(b: BlankGrade, jobs: dict, options: Options, changes: list[Change], broken: dict[str, str]) -> None:
     """A blank's final verdict, notes and points, from its text verdict, its builds and the changes outside."""
     ref_splice, ref_full = options.builds["splice"].get(b.id), options.builds["full"].get(b.id)
-    spliced = jobs.get(f"splice_{b.id}", {}).get("probes", {}).get(b.id)
+    spliced = probes_of(jobs, f"splice_{b.id}", b.id)
     if b.verdict == "different" and spliced is not None:
         if same_build(spliced, ref_splice):
             b.verdict, b.notes = "equivalent", [BUILD_NOTE] + [f"in form: {note}" for note in b.notes[:2]]
         elif note := build_note(spliced, ref_splice):
             b.notes.append(f"what it builds differs: {note}")
     accepted = b.verdict in ACCEPTED
-    mine = jobs.get("submitted", {}).get("probes", {}).get(b.id)
-    alone = jobs.get("answers", {}).get("probes", {}).get(b.id)
+    mine, alone = probes_of(jobs, "submitted", b.id), probes_of(jobs, "answers", b.id)
+    mine_own, alone_own = own_part(mine, b.id), own_part(alone, b.id)
     if b.verdict == "missing" and b.id not in broken and changes:
         accepted = outside_answer(b, changes, options.ref, mine, ref_full)
-    elif accepted and mine is not None and alone is not None and not same_build(mine, alone):
-        b.notes.append(f"code outside the blanks changes what this blank builds: {build_note(mine, alone)}")
+    elif accepted and mine is not None and alone is not None and not same_build(mine_own, alone_own):
+        b.notes.append(f"code outside the blanks changes what this blank builds: {build_note(mine_own, alone_own)}")
         accepted = False
     b.points = b.max_points if accepted else 0
     if b.verdict == "different" and same_shapes(spliced, ref_splice):

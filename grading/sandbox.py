@@ -151,23 +151,28 @@ def run(files: dict[str, str], jobs: list[dict], limits: Limits, use_bwrap: bool
             command = [sys.executable, "-s", str(PACKAGE / "runner.py"), str(job_dir)]
             env = environment(str(job_dir), str(PACKAGE / "sandbox_site"))
         status, cpu, timed_out = supervise(command, env, job_dir, limits.timeout)
-        outcome = Outcome(cpu=cpu)
-        report_file = job_dir / "report.json"
         if timed_out:
-            outcome.problem = f"timed out after {limits.timeout:g} s"
-        elif cpu > limits.cpu + 5:
-            outcome.problem = f"used more than {limits.cpu:g} s of CPU time"
-        elif report_file.is_file() and not report_file.is_symlink():
-            try:
-                outcome.report = json.loads(report_file.read_text())
-            except ValueError:
-                outcome.problem = "the sandbox's report is unreadable"
-        else:
-            tail = (job_dir / "output.txt").read_bytes()[-300:].decode(errors="replace").strip()
-            outcome.problem = f"the sandbox ended with status {status} and no report: {tail.splitlines()[-1:]}"
-        outcome.problem = outcome.problem or outcome.report.get("problem")
-        outcome.isolated = bool(outcome.report.get("isolated"))
-        return outcome
+            return Outcome(problem=f"timed out after {limits.timeout:g} s", cpu=cpu)
+        return read_report(job_dir, status, cpu, limits)
+
+
+def read_report(job_dir: Path, status: int, cpu: float, limits: Limits) -> Outcome:
+    """The runner's report.json, checked for its form: it was written where the submission could write too."""
+    report_file = job_dir / "report.json"
+    if not report_file.is_file() or report_file.is_symlink():
+        tail = (job_dir / "output.txt").read_bytes()[-300:].decode(errors="replace").strip().splitlines()[-1:]
+        return Outcome(problem=f"the sandbox ended with status {status} and no report: {' '.join(tail)}", cpu=cpu)
+    try:
+        report = json.loads(report_file.read_text())
+        reported_cpu = float(report.get("cpu", 0))
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+        return Outcome(problem="the sandbox's report is unreadable", cpu=cpu)
+    outcome = Outcome(report=report, cpu=max(cpu, reported_cpu))  # bwrap's own usage leaves out the sandbox
+    outcome.problem = str(report["problem"])[:300] if report.get("problem") else None
+    if outcome.problem is None and reported_cpu > limits.cpu + 5:
+        outcome.problem = f"used more than {limits.cpu:g} s of CPU time"
+    outcome.isolated = report.get("isolated") is True
+    return outcome
 
 
 def supervise(command: list[str], env: dict[str, str], job_dir: Path, timeout: float) -> tuple[int, float, bool]:
