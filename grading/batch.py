@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import resource
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,7 +72,10 @@ def find_submissions(folder: Path) -> list[tuple[str, Path]]:
 
 def grade_all(submissions: list[tuple[str, Path]], options: Options, jobs: int) -> Iterator[Grade]:
     """Grade the submissions, `jobs` at a time; yield the grades in the order of the submissions."""
-    task: Callable[[tuple[str, Path]], Grade] = lambda item: grade_file(item[1], item[0], options)  # noqa: E731
+    def task(item: tuple[str, Path]) -> Grade:
+        """Grade one (student, file)."""
+        return grade_file(item[1], item[0], options)
+
     if jobs <= 1 or len(submissions) == 1:
         yield from map(task, submissions)
         return

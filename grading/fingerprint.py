@@ -17,7 +17,7 @@ import re
 import types
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 BLOCK, MODEL = "ResidualBlock", "ResNet50"
 PROBES = {  # blank -> what it builds: (class, constructor arguments, attribute or "", input shape)

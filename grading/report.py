@@ -19,7 +19,7 @@ def outcome_lines(tests: dict[str, tuple[bool, str]]) -> list[str]:
     if not tests:
         return ["not run"]
     if all(passed for passed, _ in tests.values()):
-        return [f"{'all %d ' % len(tests) if len(tests) > 1 else ''}passed: {', '.join(tests)}"]
+        return [f"{f'all {len(tests)} ' if len(tests) > 1 else ''}passed: {', '.join(tests)}"]
     return [f"{'pass' if passed else 'FAIL'} {name}" + (f": {message}" if message else "")
             for name, (passed, message) in tests.items()]
 

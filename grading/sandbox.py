@@ -99,12 +99,13 @@ def bwrap_problem() -> str | None:
     with tempfile.TemporaryDirectory(prefix="grade-check-") as tmp:
         command = bwrap_command(Path(tmp), [sys.executable, "-s", "-c", "import sys"])
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+            done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60,
                                   env=environment(INSIDE, f"{GRADER}/sandbox_site"))
         except (OSError, subprocess.TimeoutExpired) as error:
             return f"bwrap could not start: {error}"
     if done.returncode != 0:
-        return f"bwrap could not start: {(done.stderr.strip().splitlines() or ['exit code %d' % done.returncode])[-1]}"
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return f"bwrap could not start: {last}"
     return None
 
 

@@ -54,6 +54,15 @@ FC = """\
         self.fc = nn.Linear(1024, num_classes)  # num_classes
         # END BLANK fc
 """
+AFTER_FC = """\
+        self.fc = None  # fill in here (5 points)
+        # END BLANK fc
+        self.fc = nn.Linear(1024, num_classes)
+"""
+SEVENTH = """\
+            # END BLANK layer4
+            ResidualBlock(1024, 256, 1024),
+"""
 MONKEYPATCH = """\
 import torch.nn as nn
 
@@ -103,13 +112,9 @@ COHORT = {  # student -> (file bytes, points of the blanks that lose any, words 
     "hardcoded_channels": (edit(REFERENCE, (SAME, HARDCODED)).encode(), {"block_same": 0}, []),
     "fc_for_ten_classes_only": (edit(REFERENCE, ("nn.Linear(1024, num_classes)", "nn.Linear(1024, 10)")).encode(),
                                 {"fc": 0}, []),
-    "answer_after_the_end_marker": (edit(REFERENCE, (FC, "        self.fc = None  # fill in here (5 points)\n"
-                                                         "        # END BLANK fc\n"
-                                                         "        self.fc = nn.Linear(1024, num_classes)\n")).encode(),
-                                    {}, ["just after END BLANK fc", "the answer is just outside the markers"]),
-    "seventh_block_after_layer4": (edit(REFERENCE, ("            # END BLANK layer4\n",
-                                                    "            # END BLANK layer4\n"
-                                                    "            ResidualBlock(1024, 256, 1024),\n")).encode(),
+    "answer_after_the_end_marker": (edit(REFERENCE, (FC, AFTER_FC)).encode(), {},
+                                    ["just after END BLANK fc", "the answer is just outside the markers"]),
+    "seventh_block_after_layer4": (edit(REFERENCE, ("            # END BLANK layer4\n", SEVENTH)).encode(),
                                    {"layer4": 0}, ["just after END BLANK layer4", "code added outside the blanks"]),
     "monkeypatched_conv2d": (edit(REFERENCE, ("import torch.nn as nn\n", MONKEYPATCH),
                                   (SAME, SAME.replace("stride=1, padding=1", "stride=1, padding=0"))).encode(),
@@ -129,7 +134,7 @@ def cohort(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     result = subprocess.run([sys.executable, str(ROOT / "grade.py"), "check", str(folder), "--jobs", "2",
                              "--csv", str(out / "grades.csv"), "--json", str(out / "results.json")],
-                            capture_output=True, text=True, timeout=900)
+                            check=False, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     with open(out / "grades.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
@@ -176,8 +181,8 @@ def test_unusual_but_right_forms_are_equivalent(cohort):
     assert blank(results, "comprehension_over_i", "layer4").startswith("verdict: equivalent")
     inline = blank(results, "inline_layers", "block_downsample")
     assert inline.startswith("verdict: equivalent") and BUILD_NOTE in inline and "in form:" in inline
-    assert set(t["output"].split("\n")[0] for t in results["bom_from_windows"]["tests"]) == {"verdict: same"}
-    assert set(t["output"].split("\n")[0] for t in results["latin1_with_coding_line"]["tests"]) == {"verdict: same"}
+    for student in ("bom_from_windows", "latin1_with_coding_line"):
+        assert {t["output"].split("\n")[0] for t in results[student]["tests"]} == {"verdict: same"}
 
 
 def test_wrong_builds_are_explained(cohort):
