@@ -40,7 +40,8 @@ def zip_members() -> dict[str, Path]:
     members["resnet.py"] = REFERENCE
     members["tests/test_resnet.py"] = LAYER_TESTS
     for path in sorted(PACKAGE.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".md", ""):
+        skip = {"__pycache__", "gradescope"}  # the scripts go to the top of the zip
+        if path.is_file() and not skip & set(path.relative_to(PACKAGE).parts) and path.suffix in (".py", ".md"):
             members[f"grading/{path.relative_to(PACKAGE).as_posix()}"] = path
     return members
 
@@ -54,7 +55,10 @@ def build_zip(output: Path) -> list[str]:
             info.external_attr = 0o100755 << 16  # executable
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, (PACKAGE / "gradescope" / script).read_bytes())
-        archive.writestr("requirements.txt", requirements())
+        info = zipfile.ZipInfo("requirements.txt")
+        info.external_attr = 0o100644 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        archive.writestr(info, requirements())
         for name, path in zip_members().items():
             archive.write(path, name)
         names = archive.namelist()
