@@ -18,7 +18,7 @@ from grading.markers import fill_blanks, make_skeleton
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (ROOT / "resnet.py").read_text(encoding="utf-8")
-ACCURACY = re.compile(r"^Accuracy of the model on the .* images: .*%$", re.M)
+ACCURACY = re.compile(r"^Accuracy of the model on the .* images: .*%$", re.MULTILINE)
 
 
 def run(argv: list[str]) -> int:

@@ -1,0 +1,142 @@
+"""The grader's parts on their own, without running any submission: fast."""
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from common import UserError
+from grading import ROOT
+from grading.builds import same_build, tree_difference, valid
+from grading.compare import Reference, compare
+from grading.forms import code_tokens
+from grading.judge import BlankGrade, Grade
+from grading.markers import as_utf8, find_blanks, make_skeleton, read_source
+from grading.outside import answers_outside, changes_outside
+from grading.report import csv_text, listing, student_results
+from grading.sandbox import bwrap_command, python_folders
+from grading.splice import answers_file, splice
+
+REFERENCE = (ROOT / "resnet.py").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def ref() -> Reference:
+    return Reference.load()
+
+
+@pytest.mark.parametrize("blank_id,answer,verdict", [
+    ("layer2", ("ResidualBlock(64, 64, 64 * 4), ResidualBlock(256, 64, 2 ** 8),\n"
+                "ResidualBlock(256, 64, 256, downsample=1 == 1),"), "equivalent"),
+    ("layer4", "*[ResidualBlock(512 if i == 0 else 1024, 256, 1024) for i in range(6)],", "equivalent"),
+    ("layer4", "ResidualBlock(512, 256, 1024), *(ResidualBlock(1024, 256, 1024) for j in range(1, 6)),",
+     "equivalent"),
+    ("layer3", "*[ResidualBlock(256 if i == 0 else 512, 128, 512, downsample=i == 3) for i in range(4)],",
+     "equivalent"),
+    ("layer4", "*[ResidualBlock(512, 256, 1024) for i in range(6)],", "different"),
+    ("layer4", "*[ResidualBlock(512 if i == 0 else 1024, 256, 1024) for i in range(10 ** 6)],", "different"),
+    ("fc", "self.fc = nn.Linear(1024 * 1 * 1, num_classes)", "equivalent"),
+    ("fc", "self.fc = nn.Linear(1024 // 2, num_classes)", "different"),
+])
+def test_unusual_forms(ref, blank_id, answer, verdict):
+    assert compare(ref, blank_id, [answer + "\n"])[0] == verdict
+
+
+def test_sources_are_read_as_python_reads_them(tmp_path):
+    (tmp_path / "bom.py").write_bytes(b"\xef\xbb\xbf" + REFERENCE.encode())
+    assert read_source(tmp_path / "bom.py") == REFERENCE
+    latin = "# -*- coding: latin-1 -*-\n# élève\n" + REFERENCE
+    (tmp_path / "latin.py").write_bytes(latin.encode("latin-1"))
+    assert read_source(tmp_path / "latin.py") == latin
+    assert as_utf8(latin).startswith("# -*- coding: utf-8 -*-\n# élève\n")
+    (tmp_path / "bad.py").write_bytes(b"x = '\xff'\n")
+    with pytest.raises(UserError, match="Python cannot decode it either"):
+        read_source(tmp_path / "bad.py")
+
+
+def outside(ref: Reference, text: str):
+    """The changes outside the blanks of a student's text."""
+    return changes_outside(ref.text, ref.blanks, text, find_blanks(text)[0])
+
+
+def test_changes_outside_the_blanks(ref):
+    assert outside(ref, REFERENCE) == []
+    cosmetic = REFERENCE.replace('"""1x1 convolution, batch-norm, ReLU."""', '"""Another docstring."""')
+    cosmetic = cosmetic.replace("import torch\n", "import torch  # a comment\n\n# more\n")
+    assert outside(ref, cosmetic) == []
+    fc_end = "        # END BLANK fc\n"
+    after = outside(ref, REFERENCE.replace(fc_end, fc_end + "        self.fc = nn.Linear(1024, 10)\n"))
+    assert [(c.kind, c.near, c.where) for c in after] == [("added", "fc", "just after END BLANK fc")]
+    assert answers_outside(after) == {"fc": ["        self.fc = nn.Linear(1024, 10)\n"]}
+    removed = outside(ref, REFERENCE.replace("        self._init_weights()\n", ""))
+    line = REFERENCE.splitlines().index("        self._init_weights()") + 1
+    flag = f"code removed outside the blanks (reference line {line}): self._init_weights()"
+    assert [c.flag() for c in removed] == [flag]
+    changed = outside(ref, REFERENCE.replace("stride=2, padding=0)\n", "stride=1, padding=0)\n"))
+    assert [c.kind for c in changed] == ["changed"] and "->" in changed[0].flag()
+
+
+def test_no_file_given_to_the_sandbox_holds_a_reference_answer(ref):
+    answers = {" ".join(code_tokens([line])) for b in ref.blanks.values() for line in b.lines}
+    answers.discard("")
+    student = {b: ["# the student's answer\n"] for b in ref.blanks}
+    for text in [splice(ref, b, student[b]) for b in ref.blanks] + [answers_file(ref, {}), make_skeleton(REFERENCE)]:
+        assert not answers & {" ".join(code_tokens([line])) for line in text.splitlines()}
+        compile(text, "file", "exec")
+
+
+def test_splice_reindents_an_answer(ref):
+    text = splice(ref, "fc", ["\tself.fc = nn.Linear(1024, num_classes)\n"])
+    assert "\n        self.fc = nn.Linear(1024, num_classes)\n" in text
+    compile(text, "splice", "exec")
+
+
+def probe(tree, output=None, **extra):
+    """A fingerprint with the given tree."""
+    return {"label": "ResidualBlock(1, 2, 3, True)", "tree": tree, "params": [], "distinct": 0,
+            "output": output or {"shape": [2], "values": [1.0, 1.0]}, **extra}
+
+
+def test_builds_compare_trees_and_outputs():
+    nested = [["", "Sequential", ""], ["0", "Sequential", ""], ["0.0", "Conv2d", "1, 2"], ["0.1", "ReLU", ""]]
+    flat = [["", "Sequential", ""], ["0", "Conv2d", "1, 2"], ["1", "ReLU", ""]]
+    assert "grouped differently" in tree_difference(flat, nested)
+    assert same_build([probe(nested)], [probe(nested)])
+    assert not same_build([probe(nested, {"shape": [2], "values": [1.0, 1.5]})], [probe(nested)])
+    assert not same_build([probe(flat)], [probe(nested)])
+    assert valid([probe(nested)]) is not None
+    for junk in ["x", [1], [{"label": "x", "tree": "x"}], [probe(nested, {"shape": [2], "values": [[]]})]]:
+        assert valid(junk) is None
+
+
+def grades() -> list[Grade]:
+    """Two grades: a long name with review flags and two notes, a short one with none."""
+    lost = BlankGrade("fc", 5, "hint", [], ["x"], "different", ["first note", "second note"])
+    kept = BlankGrade("avgpool", 5, "hint", [], ["x"], "same", [], points=5)
+    return [Grade("a_student_with_a_long_long_name", Path("a.py"), [kept, lost], review=["flag one", "flag two"]),
+            Grade("bo", Path("b.py"), [kept, BlankGrade("fc", 5, "hint", [], ["x"], "same", [], points=5)])]
+
+
+def test_listing_and_csv_show_every_note_and_flag():
+    lines = listing(grades())
+    assert lines[0].index("5/10") == lines[-1].index("10/10") + 1 and lines[0].endswith("REVIEW")
+    assert "    fc: different (first note; second note)" in lines
+    assert "    review: flag one" in lines and "    review: flag two" in lines
+    rows = list(csv.DictReader(io.StringIO(csv_text(grades()))))
+    assert rows[0]["review"] == "flag one | flag two" and "second note" in rows[0]["notes"]
+
+
+def test_students_see_hints_not_notes():
+    results = student_results(grades()[0])
+    visible = [t for t in results["tests"] if t["visibility"] == "visible"]
+    assert [t["output"] for t in visible] == ["passed", "not yet right. Hint: hint"]
+    assert {t["visibility"] for t in results["tests"] if "note" in t["output"]} == {"after_published"}
+    assert next(t for t in results["tests"] if t["name"] == "review by staff")["visibility"] == "hidden"
+
+
+def test_the_sandbox_never_sees_the_project():
+    for folder in python_folders():
+        assert folder != ROOT and folder not in ROOT.parents
+        assert ROOT not in folder.parents or ".venv" in folder.parts
+    command = " ".join(bwrap_command(Path("/tmp/job"), ["python"]))
+    assert f" {ROOT} " not in command and f"{ROOT}/tests" not in command and "--unshare-all" in command
