@@ -1,17 +1,17 @@
-"""Training and evaluation throughput: the course's plain way against this project's default path.
+"""Training and evaluation throughput: the course's plain way against the fastest path for this machine.
 
     python bench.py                    # ResNet-50, batch 100, on the best device
     python bench.py --model vgg16 --steps 4
     python bench.py --accuracy-check data/cifar10-split   # same accuracy both ways?
 
 Runs on synthetic uint8 32x32 images (CIFAR-10's size and type), so no data set is
-needed. Each measurement is the median of several repeats after a warm-up, timed
+needed. The fast path is the one speed.choose picks here (cached; --retune measures
+again). Each measurement is the median of several repeats after a warm-up, timed
 around the real loops of train.py (data pipeline included). Last line, for scripts:
-train_baseline_img_s=... train_img_s=... train_speedup=... eval_img_s=... peak_rss_gb=...
+cpu=... precision=... train_baseline_img_s=... train_img_s=... train_speedup=...
+eval_baseline_img_s=... eval_img_s=... eval_speedup=... peak_rss_gb=...
 """
 import argparse
-import contextlib
-import io
 import resource
 import statistics
 import time
@@ -22,8 +22,10 @@ import torch.nn as nn
 import torchvision.transforms as T
 from PIL import Image
 
+import common
+import speed
 import utils
-from train import evaluate, run_cli, train_one_epoch
+from train import EVAL_BATCH_SIZE, MOMENTUM, evaluate, train_one_epoch
 
 
 class PILDataset(torch.utils.data.Dataset):
@@ -45,7 +47,7 @@ class OnDevice:
     """Wraps a DataLoader so that its batches arrive on the device, as utils.Batches' do."""
 
     def __init__(self, loader, device):
-        self.loader, self.device = loader, device
+        self.loader, self.device, self.batch_size = loader, device, loader.batch_size
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -64,46 +66,50 @@ def course_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, d
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Measure training and evaluation throughput (images/s) on synthetic CIFAR-sized data.")
     parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture to measure (default: resnet50)")
-    parser.add_argument("--batch-size", type=utils.positive_int, default=100, help="training batch size, as main.py (default: 100)")
-    parser.add_argument("--steps", type=utils.positive_int, default=6, help="training steps timed in each repeat (default: 6)")
-    parser.add_argument("--repeats", type=utils.positive_int, default=3, help="repeats of each measurement; the median is reported (default: 3)")
-    parser.add_argument("--eval-images", type=utils.positive_int, default=3000, help="images per evaluation repeat (default: 3000)")
+    parser.add_argument("--batch-size", type=common.positive_int, default=100, help="training batch size, as main.py (default: 100)")
+    parser.add_argument("--steps", type=common.positive_int, default=6, help="training steps timed in each repeat (default: 6)")
+    parser.add_argument("--repeats", type=common.positive_int, default=3, help="repeats of each measurement; the median is reported (default: 3)")
+    parser.add_argument("--eval-images", type=common.positive_int, default=3000, help="images per evaluation repeat (default: 3000)")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
+    parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
+    parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
     parser.add_argument("--accuracy-check", metavar="DATA_DIR", help="instead of timing: train the same initial model both ways "
                         "on real images (DATA_DIR/train, tested on DATA_DIR/test) and print both test accuracies")
     parser.add_argument("--check-classes", default="airplane,automobile,bird", help="classes of the accuracy check (default: airplane,automobile,bird)")
-    parser.add_argument("--check-images", type=utils.positive_int, default=3000, help="training images of the accuracy check (default: 3000)")
-    parser.add_argument("--check-epochs", type=utils.positive_int, default=3, help="epochs of the accuracy check (default: 3)")
-    parser.add_argument("--check-seeds", type=utils.positive_int, default=3, help="seeds (initial weights, order, augmentation) of the check (default: 3)")
+    parser.add_argument("--check-images", type=common.positive_int, default=3000, help="training images of the accuracy check (default: 3000)")
+    parser.add_argument("--check-epochs", type=common.positive_int, default=3, help="epochs of the accuracy check (default: 3)")
+    parser.add_argument("--check-seeds", type=common.positive_int, default=3, help="seeds (initial weights, order, augmentation) of the check (default: 3)")
     return parser.parse_args(argv)
 
 
 def median_rate(images_per_run: int, run, repeats: int) -> float:
     """Images per second: one warm-up run, then the median of `repeats` timed runs."""
     times = []
-    with contextlib.redirect_stdout(io.StringIO()):  # keep the loops' own lines out of the table
+    run()
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        started = time.perf_counter()
         run()
-        for _ in range(repeats):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-            run()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - started)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
     return images_per_run / statistics.median(times)
 
 
 def accuracy_check(args, device) -> None:
-    """Train the same initial models the course's way and the default way; compare test accuracy over seeds."""
+    """Train the same initial models the course's way and on the chosen fast path; compare test accuracy over seeds."""
     classes = utils.parse_classes(args.check_classes)
     train_images, train_labels = utils.load_data("train", args.accuracy_check, classes)
     test_images, test_labels = utils.load_data("test", args.accuracy_check, classes)
     keep = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(0))[:args.check_images]
     train_images, train_labels = train_images[keep], train_labels[keep]
-    print(f"Accuracy check: {args.model}, {len(keep)} training images of {', '.join(classes)}, {len(test_labels)} test images, "
-          f"{args.check_epochs} epochs, SGD lr 0.01, batch {args.batch_size}, seeds 0-{args.check_seeds - 1}", flush=True)
-    accuracy = {"baseline": [], "default": []}
+    train_choice = speed.choose(args.model, len(classes), args.batch_size, True, device, args.precision, args.retune)
+    eval_choice = speed.choose(args.model, len(classes), EVAL_BATCH_SIZE, False, device, args.precision, args.retune)
+    print(f"Accuracy check: {args.model}, {len(keep)} training images of {', '.join(classes)}, {len(test_labels)} test "
+          f"images, {args.check_epochs} epochs, SGD lr 0.01, batch {args.batch_size}, seeds 0-{args.check_seeds - 1}\n"
+          f"{train_choice.line()}\n{eval_choice.line()}", flush=True)
+    accuracy = {"fp32": [], "chosen": []}
     for seed in range(args.check_seeds):
         utils.seed_everything(seed)
         initial = utils.build_model(args.model, len(classes)).state_dict()
@@ -111,63 +117,88 @@ def accuracy_check(args, device) -> None:
             utils.seed_everything(seed)
             model = utils.build_model(args.model, len(classes))
             model.load_state_dict(initial)
-            if path == "baseline":
-                model = model.to(device)
+            if path == "fp32":  # the course's way: fp32 NCHW, PIL transforms, DataLoader
+                train_config = eval_config = speed.COURSE_WAY
                 train_data = course_loader(train_images, train_labels, args.batch_size, device, train=True)
-                test_data = course_loader(test_images, test_labels, 500, device, train=False)
+                test_data = course_loader(test_images, test_labels, EVAL_BATCH_SIZE, device, train=False)
             else:
-                model = utils.prepare_for_speed(model, device)
+                train_config, eval_config = train_choice.config, eval_choice.config
                 train_data = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=seed)
-                test_data = utils.Batches(test_images, test_labels, 500, device, train=False)
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-            with contextlib.redirect_stdout(io.StringIO()):
-                for epoch in range(1, args.check_epochs + 1):
-                    train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, epoch, args.check_epochs)
-                result, _ = evaluate(model, test_data, device, "test")
-            accuracy[path].append(result)
-            print(f"  seed {seed}, {path} path: {result:.2f} %", flush=True)
+                test_data = utils.Batches(test_images, test_labels, EVAL_BATCH_SIZE, device, train=False)
+                train_data.channels_last, test_data.channels_last = train_config.channels_last, eval_config.channels_last
+            model = speed.prepare(model, device, train_config)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=MOMENTUM, weight_decay=5e-4)
+            for epoch in range(1, args.check_epochs + 1):
+                train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, epoch, args.check_epochs,
+                                config=train_config, quiet=True)
+            model = speed.prepare(model, device, eval_config)
+            accuracy[path].append(evaluate(model, test_data, device, eval_config).accuracy)
+            print(f"  seed {seed}, {path} path: {accuracy[path][-1]:.2f} %", flush=True)
     mean = {path: statistics.mean(values) for path, values in accuracy.items()}
     spread = {path: statistics.pstdev(values) for path, values in accuracy.items()}
-    print(f"check_baseline_acc={mean['baseline']:.2f}+-{spread['baseline']:.2f} check_default_acc={mean['default']:.2f}+-{spread['default']:.2f}")
+    print(f"check_fp32_acc={mean['fp32']:.2f}+-{spread['fp32']:.2f} "
+          f"check_chosen_acc={mean['chosen']:.2f}+-{spread['chosen']:.2f}")
+
+
+def timed_path(args, device, images, labels, train_config: speed.Config, eval_config: speed.Config,
+               course: bool) -> tuple[float, float]:
+    """Training and evaluation images/s of one path: the course's loaders (DataLoader, PIL) or ours (uint8 Batches)."""
+    n_train = args.batch_size * args.steps
+    train_images, train_labels = utils.to_tensors(images[:n_train], labels[:n_train])
+    eval_images, eval_labels = utils.to_tensors(images[:args.eval_images], labels[:args.eval_images])
+    if course:
+        train_data = course_loader(train_images, train_labels, args.batch_size, device, train=True)
+        eval_data = course_loader(eval_images, eval_labels, EVAL_BATCH_SIZE, device, train=False)
+    else:
+        train_data = utils.Batches(train_images, train_labels, args.batch_size, device, train=True)
+        eval_data = utils.Batches(eval_images, eval_labels, EVAL_BATCH_SIZE, device, train=False)
+        train_data.channels_last, eval_data.channels_last = train_config.channels_last, eval_config.channels_last
+    model = speed.prepare(utils.build_model(args.model, 10), device, train_config)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=MOMENTUM)
+
+    def train() -> None:
+        train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, 1, 1, config=train_config, quiet=True)
+
+    train_rate = median_rate(n_train, train, args.repeats)
+    model = speed.prepare(model, device, eval_config)
+    eval_rate = median_rate(args.eval_images, lambda: evaluate(model, eval_data, device, eval_config), args.repeats)
+    return train_rate, eval_rate
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = utils.pick_device(args.device)
-    utils.configure_backends(device)
     utils.seed_everything(0)
     if args.accuracy_check:
         return accuracy_check(args, device)
-    n_train = args.batch_size * args.steps
-    images = np.random.randint(0, 256, (max(n_train, args.eval_images), 32, 32, 3), dtype=np.uint8)
+    name = speed.device_name(device)
+    print(f"Benchmark: {args.model}, batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, device {device} "
+          f"({name}), {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+    train_choice = speed.choose(args.model, 10, args.batch_size, True, device, args.precision, args.retune)
+    eval_choice = speed.choose(args.model, 10, EVAL_BATCH_SIZE, False, device, args.precision, args.retune)
+    print(f"{train_choice.line()}\n{eval_choice.line()}", flush=True)
+    images = np.random.randint(0, 256, (max(args.batch_size * args.steps, args.eval_images), 32, 32, 3), dtype=np.uint8)
     labels = np.random.randint(0, 10, len(images))
-    criterion = nn.CrossEntropyLoss()
-    print(f"Benchmark: {args.model}, batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, device {device}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
 
-    # 1. The course's way: fp32, NCHW, eager, per-image transforms through a DataLoader.
-    train_images, train_labels = utils.to_tensors(images[:n_train], labels[:n_train])
-    model = utils.build_model(args.model, 10).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    loader = course_loader(train_images, train_labels, args.batch_size, device, train=True)
-    baseline = median_rate(n_train, lambda: train_one_epoch(model, loader, optimizer, criterion, device, 1, 1), args.repeats)
-    print(f"  baseline training done: {baseline:.1f} images/s", flush=True)
-
-    # 2. and 3. The default path of main.py: uint8 tensors, batched augmentation, channels_last, 1x1 convs as matmuls.
-    model = utils.prepare_for_speed(utils.build_model(args.model, 10), device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    train_batches = utils.Batches(train_images, train_labels, args.batch_size, device, train=True)
-    fast = median_rate(n_train, lambda: train_one_epoch(model, train_batches, optimizer, criterion, device, 1, 1), args.repeats)
-    print(f"  default training done: {fast:.1f} images/s", flush=True)
-    eval_batches = utils.Batches(*utils.to_tensors(images[:args.eval_images], labels[:args.eval_images]), 500, device, train=False)
-    eval_rate = median_rate(args.eval_images, lambda: evaluate(model, eval_batches, device), args.repeats)
+    # The course's way: fp32, NCHW, eager, per-image PIL transforms through a DataLoader.
+    train_baseline, eval_baseline = timed_path(args, device, images, labels, speed.COURSE_WAY, speed.COURSE_WAY, True)
+    print(f"  course's way: training {train_baseline:.1f} img/s, evaluation {eval_baseline:.0f} img/s", flush=True)
+    # The chosen path: uint8 tensors, batched augmentation, and the configuration speed.choose picked.
+    train_fast, eval_fast = timed_path(args, device, images, labels, train_choice.config, eval_choice.config, False)
+    print(f"  chosen path:  training {train_fast:.1f} img/s, evaluation {eval_fast:.0f} img/s", flush=True)
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # Linux reports KiB
 
-    print(f"\n| path | images/s |\n|---|---|\n| training, baseline (fp32 NCHW eager, PIL transforms, DataLoader) | {baseline:.1f} |\n"
-          f"| training, default path | {fast:.1f} |\n| evaluation, default path (batch 500) | {eval_rate:.0f} |\n")
-    print(f"train_baseline_img_s={baseline:.1f} train_img_s={fast:.1f} train_speedup={fast / baseline:.2f} "
-          f"eval_img_s={eval_rate:.0f} peak_rss_gb={peak_rss_gb:.2f}")
+    precision = train_choice.config.precision if train_choice.config.precision == eval_choice.config.precision else \
+        f"{train_choice.config.precision}-train,{eval_choice.config.precision}-eval"
+    print(f"\n| path | training images/s | evaluation images/s (batch {EVAL_BATCH_SIZE}) |\n|---|---|---|\n"
+          f"| the course's (fp32 NCHW eager, PIL transforms, DataLoader) | {train_baseline:.1f} | {eval_baseline:.0f} |\n"
+          f"| chosen here: {train_choice.config.describe()} / {eval_choice.config.describe()} | {train_fast:.1f} | "
+          f"{eval_fast:.0f} |\n")
+    print(f"cpu={name.replace(' ', '_')} precision={precision} train_baseline_img_s={train_baseline:.1f} "
+          f"train_img_s={train_fast:.1f} train_speedup={train_fast / train_baseline:.2f} "
+          f"eval_baseline_img_s={eval_baseline:.0f} eval_img_s={eval_fast:.0f} eval_speedup={eval_fast / eval_baseline:.2f} "
+          f"peak_rss_gb={peak_rss_gb:.2f}")
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    common.run_cli(main)

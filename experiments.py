@@ -17,8 +17,10 @@ from pathlib import Path
 
 import torch
 
+import common
 import main as course
 import plots
+import speed
 import train
 import utils
 
@@ -42,15 +44,6 @@ def describe_device(name: str | None) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)" if device.type == "cpu" else device.type
-
-
-def format_seconds(seconds: float) -> str:
-    """3725 -> '1 h 02 min', 166 -> '2 min 46 s', 7.4 -> '7 s'."""
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def epochs_cell(done: int, requested: int, reported: int) -> str:
@@ -92,6 +85,7 @@ def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int
         argv += ["--data-dir", args.data_dir]
     if args.device:
         argv += ["--device", args.device]
+    argv += ["--precision", args.precision]
     resuming = (run / "last.pt").exists()
     if resuming:
         argv.append("--resume")
@@ -103,33 +97,30 @@ def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int
                 train_images=len(labels) - args.val_per_class * len(classes), validation_images=args.val_per_class * len(classes),
                 devices=sorted(set(info.get("devices", [])) | {describe_device(args.device)}), command="python train.py " + " ".join(argv))
     if not resuming:  # before training, so that an interrupted run is described too
-        utils.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
+        common.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
     print(f"== {info['command']}", flush=True)
     train.main(argv)
-    utils.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
+    common.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
 
 
-@torch.inference_mode()
-def predict(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """The predicted class of every uint8 image, in order."""
-    model.eval()
-    batches = utils.Batches(images, torch.zeros(len(images), dtype=torch.long), 500, device, train=False)
-    predictions = []
-    for x, _ in batches:
-        with train.autocast(device):
-            predictions.append(model(x).argmax(1).cpu())
-    return torch.cat(predictions)
+def predict(model: torch.nn.Module, arch: str, classes: tuple[str, ...], images: torch.Tensor, labels: torch.Tensor,
+            device: torch.device, precision: str) -> torch.Tensor:
+    """The predicted class of every uint8 image, in order, on the fastest evaluation path for --precision."""
+    choice = speed.choose(arch, len(classes), train.EVAL_BATCH_SIZE, False, device, precision)
+    batches = utils.Batches(images, labels, train.EVAL_BATCH_SIZE, device, train=False)
+    batches.channels_last = choice.config.channels_last
+    return train.evaluate(speed.prepare(model, device, choice.config), batches, device, choice.config).predictions
 
 
-def write_run_figures(run: Path, data_dir: str | None, device_name: str | None) -> list[Path]:
+def write_run_figures(run: Path, data_dir: str | None, device_name: str | None, precision: str = "auto") -> list[Path]:
     """history.png and history.csv of a train.py run, and predictions.png and confusion.png of its best.pt on its validation split."""
     history = read_json(run / "history.json", [])
     if not history or not (run / "best.pt").is_file():
-        raise utils.UserError(f"{run} holds no finished epoch (history.json and best.pt): give a folder written by train.py or experiments.py.")
+        raise common.UserError(f"{run} holds no finished epoch (history.json and best.pt): give a folder written by train.py or experiments.py.")
     state = utils.load_checkpoint(run / "best.pt")
     recipe, classes, arch = state.get("recipe", {}), tuple(state["classes"]), state["arch"]
     if "val_per_class" not in recipe:
-        raise utils.UserError(f"{run / 'best.pt'} does not say which images were held out for validation; it was not written by train.py.")
+        raise common.UserError(f"{run / 'best.pt'} does not say which images were held out for validation; it was not written by train.py.")
     history = train.whole_history(state, history)
     stages = f", {len(state['stages']) + 1} stages" if state.get("stages") else ""
     title = f"{MODEL_NAMES.get(arch, arch)}, {len(classes)} classes ({run.name}{stages})"
@@ -141,7 +132,7 @@ def write_run_figures(run: Path, data_dir: str | None, device_name: str | None) 
     device = utils.pick_device(device_name)
     model = utils.build_model(arch, len(classes))
     utils.load_weights(model, state, arch, classes, run / "best.pt")
-    predictions = predict(utils.prepare_for_speed(model, device), images, device)
+    predictions = predict(model, arch, classes, images, labels, device, precision)
     accuracy = 100.0 * (predictions == labels).float().mean().item()
     if abs(accuracy - state["accuracy"]) > 0.5:
         print(f"warning: best.pt scores {accuracy:.2f} % here but {state['accuracy']:.2f} % when it was saved: "
@@ -164,7 +155,7 @@ def run_row(run: Path, name: str, reported: str) -> tuple[list[str], bool] | Non
     row = [name, f"{info['parameters']:,}", f"{info['train_images']:,} / {info['validation_images']:,}",
            epochs_cell(len(history), info["epochs_requested"], info["epochs_reported"]),
            f"{history[0]['val_accuracy']:.2f} %", f"{best['val_accuracy']:.2f} % (epoch {best['epoch']})",
-           f"{format_seconds(sum(row['seconds'] for row in history))} on {', '.join(info['devices'])}", reported]
+           f"{common.format_seconds(sum(row['seconds'] for row in history))} on {', '.join(info['devices'])}", reported]
     return row, len(history) < info["epochs_reported"]
 
 
@@ -177,7 +168,7 @@ def write_results(out: Path, title: str, intro: str, rows: list[tuple[list[str],
     warning = ("\n**Shorter than the report's runs** (see \"epochs run\"): these numbers are not the report's experiment "
                "and must not be quoted as such.\n") if short else ""
     text = f"# {title}\n\n{intro}\n{warning}\n{markdown_table(header, [row for row, _ in rows])}"
-    path = utils.write_atomically(out / "results.md", text.encode())
+    path = common.write_atomically(out / "results.md", text.encode())
     print(f"\n{text}\nWrote {path}", flush=True)
     return path
 
@@ -189,7 +180,7 @@ def three_class(args) -> None:
     out = Path(args.out or "runs/three-class")
     for model in args.models:
         run_training(out / model, model, THREE_CLASSES, args.epochs or THREE_CLASS_EPOCHS[model], THREE_CLASS_EPOCHS[model], args, [])
-        write_run_figures(out / model, args.data_dir, args.device)
+        write_run_figures(out / model, args.data_dir, args.device, args.precision)
     done = {model: read_json(out / model / "history.json") for model in THREE_CLASS_EPOCHS if (out / model / "history.json").is_file()}
     if len(done) > 1:
         plots.plot_comparison({MODEL_NAMES[m]: h for m, h in done.items()}, out / "comparison.png", "3 classes: validation accuracy")
@@ -206,7 +197,7 @@ def check_pretrained(path: str, val_per_class: int) -> None:
     recipe = utils.load_checkpoint(path).get("recipe", {})
     held_out = (recipe.get("val_per_class"), recipe.get("split_seed"))
     if held_out != (val_per_class, 0):
-        raise utils.UserError(f"{path} was trained with {held_out[0]} images per class held out (split seed {held_out[1]}), not "
+        raise common.UserError(f"{path} was trained with {held_out[0]} images per class held out (split seed {held_out[1]}), not "
                               f"{val_per_class} (seed 0), so it may have seen this comparison's validation images. "
                               "Pass the matching --val-per-class, or a checkpoint made by train.py.")
 
@@ -218,7 +209,7 @@ def scratch_vs_pretrained(args) -> None:
     epochs = args.epochs or SCRATCH_EPOCHS
     for name, extra in (("scratch", []), ("pretrained", ["--init", args.checkpoint])):
         run_training(out / name, "resnet50", utils.CIFAR10_CLASSES, epochs, SCRATCH_EPOCHS, args, extra)
-        write_run_figures(out / name, args.data_dir, args.device)
+        write_run_figures(out / name, args.data_dir, args.device, args.precision)
     plots.plot_comparison({name: read_json(out / name / "history.json") for name in ("scratch", "pretrained")},
                           out / "comparison.png", "ResNet-50 on CIFAR-10: from scratch vs from the pretrained checkpoint")
     rows = [run_row(out / "scratch", "from scratch (random weights)", REPORTED["scratch"]),
@@ -234,13 +225,14 @@ def course_run(args) -> None:
     """The course's own run: main.py with Adam at lr 1e-3 for 1 epoch from the checkpoint, then the test accuracy."""
     out = Path(args.out or "runs/course-run")
     if (out / "results.md").exists():
-        raise utils.UserError(f"{out} already holds a course run ({out / 'results.md'}): delete the folder or choose another --out.")
+        raise common.UserError(f"{out} already holds a course run ({out / 'results.md'}): delete the folder or choose another --out.")
     epochs = args.epochs or COURSE_EPOCHS
     weights = out / "resnet50_finetuned.pt"
     argv = ["--optimizer", "adam", "--lr", "1e-3", "--epochs", str(epochs), "--out", str(weights)]
     argv += ["--checkpoint", args.checkpoint] if args.checkpoint else []
     argv += ["--data-dir", args.data_dir] if args.data_dir else []
     argv += ["--device", args.device] if args.device else []
+    argv += ["--precision", args.precision]
     command = "python main.py " + " ".join(argv)
     print(f"== {command}", flush=True)
     started = time.perf_counter()
@@ -250,29 +242,30 @@ def course_run(args) -> None:
     test_images = len(utils.load_split("test", args.data_dir)[1])
     header = ["run", "epochs run", "test images", "test accuracy", "wall time (data loading included)", "the course"]
     row = [f"`{command}`", epochs_cell(epochs, epochs, COURSE_EPOCHS), f"{test_images:,} ({args.data_dir or 'CIFAR-10 test set'})",
-           f"{accuracy:.2f} %", f"{format_seconds(seconds)} on {describe_device(args.device)}", REPORTED["course"]]
+           f"{accuracy:.2f} %", f"{common.format_seconds(seconds)} on {describe_device(args.device)}", REPORTED["course"]]
     note = "\n**Not the course's 1-epoch run** (see \"epochs run\").\n" if epochs != COURSE_EPOCHS else ""
     text = (f"# The course's run: Adam, lr 1e-3, from the pretrained checkpoint\n\nBatch 100, random crop + flip, trained on the "
             f"whole training split of --data-dir and tested on its test split (the course: CIFAR-10's 10,000 test images).\n"
             f"{note}\n{markdown_table(header, [row])}")
-    path = utils.write_atomically(out / "results.md", text.encode())
+    path = common.write_atomically(out / "results.md", text.encode())
     print(f"\n{text}\nWrote {path}", flush=True)
 
 
 def figures(args) -> None:
     """(Re)make the figures of existing run folders."""
     for run in args.runs:
-        write_run_figures(Path(run), args.data_dir, args.device)
+        write_run_figures(Path(run), args.data_dir, args.device, args.precision)
 
 
 # ------------------------------------------------------------------- command line
 
 def add_common(parser: argparse.ArgumentParser, epochs_help: str, out: str) -> None:
     """The flags every experiment takes."""
-    parser.add_argument("--epochs", type=utils.positive_int, help=f"{epochs_help}; fewer makes a shortened run, and the table says so")
+    parser.add_argument("--epochs", type=common.positive_int, help=f"{epochs_help}; fewer makes a shortened run, and the table says so")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ (default: download into data/)")
     parser.add_argument("--out", help=f"folder for the runs, figures and results.md (default: {out})")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
+    parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -285,7 +278,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_common(p, "epochs for every model (default: the report's, 20 for vgg16 and 15 for resnet50-cifar)", "runs/three-class")
     p.add_argument("--models", nargs="+", choices=list(THREE_CLASS_EPOCHS), default=list(THREE_CLASS_EPOCHS),
                    help="models to train (default: both); the table lists every model already run in --out")
-    p.add_argument("--val-per-class", type=utils.positive_int, default=1000,
+    p.add_argument("--val-per-class", type=common.positive_int, default=1000,
                    help="training images per class held out for validation (default: 1000: 12,000 train / 3,000 validation)")
     p.set_defaults(handler=three_class)
 
@@ -293,7 +286,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                             description="ResNet-50 (resnet.py) from random weights and from the checkpoint, same recipe and epochs.")
     add_common(p, f"epochs of each run (default: the report's {SCRATCH_EPOCHS})", "runs/scratch-vs-pretrained")
     p.add_argument("--checkpoint", default="checkpoints/resnet50_cifar10.pt", help="pretrained weights (default: checkpoints/resnet50_cifar10.pt)")
-    p.add_argument("--val-per-class", type=utils.positive_int, default=500,
+    p.add_argument("--val-per-class", type=common.positive_int, default=500,
                    help="training images per class held out for validation; must be the checkpoint's (default: 500)")
     p.set_defaults(handler=scratch_vs_pretrained)
 
@@ -308,6 +301,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder written by train.py or experiments.py, e.g. runs/three-class/vgg16")
     p.add_argument("--data-dir", help="the --data-dir the run was trained with (its validation split is re-made from it)")
     p.add_argument("--device", help=utils.DEVICE_HELP)
+    p.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
     p.set_defaults(handler=figures)
     return parser.parse_args(argv)
 
@@ -318,4 +312,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    train.run_cli(main)
+    common.run_cli(main)

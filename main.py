@@ -12,35 +12,39 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+import common
+import speed
 import utils
-from train import evaluate, run_cli, train_one_epoch
+from train import EVAL_BATCH_SIZE, accuracy_line, build_optimizer, evaluate, train_one_epoch
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+WEIGHT_DECAY = 5e-4  # SGD's; gentle on a converged model
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Fine-tune a pretrained model on CIFAR-10 and report its test accuracy, as in the course assignment.")
+    parser = argparse.ArgumentParser(description="Fine-tune a pretrained model on CIFAR-10 and report its test accuracy, "
+                                     "as in the course assignment.")
     parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture (default: resnet50)")
     parser.add_argument("--checkpoint", help="pretrained weights to start from (default: checkpoints/<model>_cifar10.pt)")
     parser.add_argument("--no-pretrained", action="store_true", help="start from random weights instead of a checkpoint")
-    parser.add_argument("--epochs", type=utils.natural_int, default=1, help="fine-tuning epochs; 0 only evaluates (default: 1)")
-    parser.add_argument("--batch-size", type=utils.positive_int, default=100, help="mini-batch size (default: 100, as in the course)")
-    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd (momentum 0.9) or adam (default: sgd)")
-    parser.add_argument("--lr", type=utils.positive_float, default=1e-3, help="learning rate (default: 0.001; the course used adam with 1e-3)")
-    parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py, or DIR/train/<class>/ and DIR/test/<class>/ (default: download into data/)")
+    parser.add_argument("--epochs", type=common.natural_int, default=1, help="fine-tuning epochs; 0 only evaluates (default: 1)")
+    parser.add_argument("--batch-size", type=common.positive_int, default=100,
+                        help="mini-batch size (default: 100, as in the course)")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+                        help="sgd (momentum 0.9, weight decay 5e-4) or adam (default: sgd)")
+    parser.add_argument("--lr", type=common.positive_float, default=1e-3,
+                        help="learning rate (default: 0.001; the course used adam with 1e-3)")
+    parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py, or DIR/train/<class>/ and "
+                        "DIR/test/<class>/ (default: data/cifar10-split or data/cifar-10-batches-py when there, "
+                        "else download into data/)")
     parser.add_argument("--classes", help=utils.CLASSES_HELP)
-    parser.add_argument("--out", help="where to save the fine-tuned weights (default: runs/<model>_finetuned.pt; never the pretrained file)")
+    parser.add_argument("--out", help="where to save the fine-tuned weights (default: a new "
+                        "runs/<model>_finetuned_<date>-<time>.pt; never the pretrained file)")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
-    parser.add_argument("--workers", type=utils.natural_int, default=0, help="CPU threads for PyTorch (default: 0 = PyTorch's choice, one per core)")
+    parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
+    parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed for shuffling and augmentation (default: 0)")
     return parser.parse_args(argv)
-
-
-def make_optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """SGD with momentum (gentle on a converged model) or Adam (the course's choice)."""
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr)
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
 
 
 def trained_epochs(meta: dict) -> int:
@@ -48,56 +52,99 @@ def trained_epochs(meta: dict) -> int:
     return meta.get("total_epochs", meta.get("epoch", 0))
 
 
+def load_model(args, classes):
+    """The model with its pretrained weights (or random ones); prints one line on what was loaded."""
+    model = utils.build_model(args.model, len(classes))
+    if args.no_pretrained:
+        print(f"Model: {args.model} from random weights (--no-pretrained): this is training from scratch, not fine-tuning.")
+        return model, {}
+    path = Path(args.checkpoint or CHECKPOINT_DIR / f"{args.model}_cifar10.pt")
+    if not path.is_file():
+        raise common.UserError(
+            f"no pretrained checkpoint at {path}. Make one with `python train.py --model {args.model} "
+            f"--data-dir {utils.find_prepared_copy() or 'DIR'} --out runs/train` and pass "
+            "--checkpoint runs/train/best.pt, or pass --no-pretrained to train from scratch.")
+    meta = utils.load_checkpoint(path)
+    utils.load_weights(model, meta, args.model, classes, path)
+    meta["path"] = path
+    print(f"Model: pretrained {args.model} from {path} ({trained_epochs(meta)} epochs{describe_accuracy(meta)})")
+    return model, meta
+
+
+def describe_accuracy(meta: dict) -> str:
+    """', 84.02 % on its validation split (...)', saying which weights the number was measured with."""
+    if "shipped_accuracy" in meta:  # measured on the fp16 file itself when it was exported
+        return f", {meta['shipped_accuracy']:.2f} % on its {meta['accuracy_split']}"
+    if "accuracy" not in meta:
+        return ""
+    text = f", {meta['accuracy']:.2f} % on its {meta.get('accuracy_split', 'validation split')}"
+    if any(value.dtype == torch.float16 for value in meta["model"].values()):
+        text += " before the export to fp16, which may move it by up to 0.1 point"
+    return text
+
+
+def load_data(args, classes, device):
+    """Training and test batches; prints where the data came from and how long it took."""
+    started = time.perf_counter()
+    data_dir = args.data_dir or utils.find_prepared_copy()
+    train_images, train_labels = utils.load_data("train", data_dir, classes)
+    test_images, test_labels = utils.load_data("test", data_dir, classes)
+    how = "--data-dir" if args.data_dir else "found by itself; --data-dir chooses another" if data_dir else "download"
+    print(f"Data: {data_dir or utils.DEFAULT_DATA_ROOT} ({how}): {len(train_labels)} training and {len(test_labels)} "
+          f"test images, loaded in {time.perf_counter() - started:.1f} s", flush=True)
+    train_batches = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=args.seed)
+    test_batches = utils.Batches(test_images, test_labels, EVAL_BATCH_SIZE, device, train=False)
+    return train_batches, test_batches
+
+
+def output_path(args) -> Path:
+    """--out, or a new timestamped file under runs/, so that no run overwrites another."""
+    if args.out:
+        return Path(args.out)
+    return Path("runs") / f"{args.model}_finetuned_{time.strftime('%Y%m%d-%H%M%S')}.pt"
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     started = time.perf_counter()
-    if args.workers:
-        torch.set_num_threads(args.workers)
     device = utils.pick_device(args.device)
-    utils.configure_backends(device)
     utils.seed_everything(args.seed)
     classes = utils.parse_classes(args.classes)
-    checkpoint_path = Path(args.checkpoint or CHECKPOINT_DIR / f"{args.model}_cifar10.pt")
-    out_path = Path(args.out or f"runs/{args.model}_finetuned.pt")
-    if not args.no_pretrained and out_path.resolve() == checkpoint_path.resolve():
-        raise utils.UserError(f"--out {out_path} is the pretrained checkpoint itself; choose another file so it is never overwritten.")
+    out_path = output_path(args)
+    pretrained = Path(args.checkpoint or CHECKPOINT_DIR / f"{args.model}_cifar10.pt")
+    if not args.no_pretrained and out_path.resolve() == pretrained.resolve():
+        raise common.UserError(f"--out {out_path} is the pretrained checkpoint itself; choose another file so it is "
+                               "never overwritten.")
 
-    model = utils.build_model(args.model, len(classes))
-    if args.no_pretrained:
-        print(f"Starting {args.model} from random weights (--no-pretrained): this is training from scratch, not fine-tuning.")
-        meta = {}
-    else:
-        if not checkpoint_path.is_file():
-            raise utils.UserError(f"no pretrained checkpoint at {checkpoint_path}. Make one with `python train.py --model {args.model} "
-                                  "--out runs/train` and pass --checkpoint runs/train/best.pt, or pass --no-pretrained to train from scratch.")
-        meta = utils.load_checkpoint(checkpoint_path)
-        utils.load_weights(model, meta, args.model, classes, checkpoint_path)
-        accuracy = f", {meta['accuracy']:.2f} % on its {meta.get('accuracy_split', 'validation split')}" if "accuracy" in meta else ""
-        print(f"Loaded pretrained {args.model} from {checkpoint_path} ({trained_epochs(meta)} epochs{accuracy})")
-    model = utils.prepare_for_speed(model, device)
-    print(f"Device: {device}", flush=True)
-
-    train_images, train_labels = utils.load_data("train", args.data_dir, classes)
-    test_images, test_labels = utils.load_data("test", args.data_dir, classes)
-    train_batches = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=args.seed)
-    test_batches = utils.Batches(test_images, test_labels, 500, device, train=False)
-
-    optimizer = make_optimizer(args.optimizer, model, args.lr)
+    model, meta = load_model(args, classes)
+    print(f"Device: {device} ({speed.device_name(device)})", flush=True)
+    train_batches, test_batches = load_data(args, classes, device)
     criterion = nn.CrossEntropyLoss()
-    for epoch in range(1, args.epochs + 1):
-        train_one_epoch(model, train_batches, optimizer, criterion, device, epoch, args.epochs)
-    accuracy, _ = evaluate(model, test_batches, device, "test")
+    if args.epochs > 0:
+        choice = speed.choose(args.model, len(classes), args.batch_size, True, device, args.precision, args.retune)
+        print(choice.line(), flush=True)
+        model = speed.prepare(model, device, choice.config)
+        train_batches.channels_last = choice.config.channels_last
+        optimizer = build_optimizer(model, args.optimizer, args.lr, WEIGHT_DECAY)
+        for epoch in range(1, args.epochs + 1):
+            train_one_epoch(model, train_batches, optimizer, criterion, device, epoch, args.epochs, config=choice.config)
+    choice = speed.choose(args.model, len(classes), EVAL_BATCH_SIZE, False, device, args.precision, args.retune)
+    print(choice.line(), flush=True)
+    model = speed.prepare(model, device, choice.config)
+    test_batches.channels_last = choice.config.channels_last
+    accuracy = evaluate(model, test_batches, device, choice.config).accuracy
+    print(accuracy_line(accuracy, "test"), flush=True)
 
     if args.epochs > 0:
-        recipe = {"finetuned_from": str(checkpoint_path) if not args.no_pretrained else None, "epochs": args.epochs,
-                  "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed}
+        recipe = {"finetuned_from": str(meta["path"]) if meta else None, "epochs": args.epochs,
+                  "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+                  "precision": args.precision}
         utils.save_checkpoint(out_path, model, {"arch": args.model, "num_classes": len(classes), "classes": list(classes),
                                                 "epoch": trained_epochs(meta) + args.epochs, "accuracy": accuracy,
                                                 "accuracy_split": "test", "recipe": recipe})
         print(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to {out_path}")
-    minutes, seconds = divmod(time.perf_counter() - started, 60)
-    print(f"Done in {int(minutes)} min {seconds:.0f} s on {device}.")
+    print(f"Done in {common.format_seconds(time.perf_counter() - started)} on {device}.")
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    common.run_cli(main)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import utils
-from train import run_cli
+from common import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:

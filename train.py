@@ -4,41 +4,74 @@
 
 Model selection uses a class-balanced validation split carved out of the
 training images with a fixed seed; the test split is never looked at here.
+The loops return their numbers; the callers print the course's lines.
 """
 import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+import common
+import speed
 import utils
 
+# The recipe values main.py, train.py and bench.py share.
 LOG_EVERY = 100  # steps between the course's "Epoch [..], Step [..] Loss: .." lines
+EVAL_BATCH_SIZE = 500  # evaluation only: no gradients, so a large batch is cheap
+MOMENTUM = 0.9  # SGD momentum everywhere in this project
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on GPUs that support it; a no-op on CPU, where it did not pay (see bench.py)."""
-    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+# ---------------------------------------------------------------------- loops
+
+class Progress:
+    """A tqdm bar on a terminal; elsewhere (a log, a notebook) a short line at every tenth of the loop."""
+
+    def __init__(self, total: int, desc: str, batch_size: int):
+        self.total, self.desc, self.batch_size = total, desc, batch_size
+        self.terminal = sys.stderr.isatty()
+        self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=not self.terminal)
+        self.started, self.next_tenth = time.perf_counter(), 1
+
+    def update(self, step: int) -> None:
+        """Advance to `step` (1-based); prints '  .. epoch 1: 45/450 steps (10 %), 210 img/s, 3 min 13 s left'."""
+        self.bar.update(1)
+        if self.terminal or step < self.next_tenth * self.total / 10:
+            return
+        while step >= self.next_tenth * self.total / 10:
+            self.next_tenth += 1
+        elapsed = time.perf_counter() - self.started
+        rate = step * self.batch_size / elapsed
+        left = common.format_seconds(elapsed / step * (self.total - step))
+        print(f"  .. {self.desc}: {step}/{self.total} steps ({100 * step // self.total} %), "
+              f"{rate:.0f} img/s, {left} left", flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def progress(iterable, total: int, desc: str):
-    """A progress bar on stderr, only when stderr is a terminal (logs and pipes stay clean)."""
-    return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+def course_step_line(epoch: int, epochs: int, step: int, total_steps: int, loss: float) -> str:
+    """The course's step line, byte for byte."""
+    return f"Epoch [{epoch}/{epochs}], Step [{step}/{total_steps}] Loss: {loss:.4f}"
 
 
-def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, epochs: int, scheduler=None) -> tuple[float, float]:
-    """One pass over `batches`; prints the course's step lines; returns the mean loss and accuracy (%)."""
+def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, epochs: int, scheduler=None,
+                    config: speed.Config = speed.COURSE_WAY, ema: AveragedModel | None = None,
+                    quiet: bool = False) -> tuple[float, float]:
+    """One pass over `batches`; prints the course's step lines (unless quiet); returns the mean loss and accuracy (%)."""
     model.train()
     total_steps = len(batches)
     window_loss, window_steps, epoch_loss = 0.0, 0, 0.0
     correct, seen = torch.zeros((), dtype=torch.long, device=device), 0  # counted on the device: no sync per step
-    for step, (images, labels) in enumerate(progress(batches, total_steps, f"epoch {epoch}"), start=1):
-        with autocast(device):
+    progress = Progress(total_steps, f"epoch {epoch}", batches.batch_size)
+    for step, (images, labels) in enumerate(batches, start=1):
+        with speed.autocast(device, config):
             logits = model(images)
             loss = criterion(logits, labels)
         optimizer.zero_grad(set_to_none=True)
@@ -46,95 +79,222 @@ def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, ep
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
         loss_value = loss.item()
         if loss_value != loss_value:  # NaN: stop before the weights are ruined further
-            raise utils.UserError(f"the loss became NaN at epoch {epoch}, step {step}: lower --lr and try again.")
+            progress.close()
+            raise common.UserError(f"the loss became NaN at epoch {epoch}, step {step}: lower --lr and try again.")
         window_loss += loss_value
         window_steps += 1
         epoch_loss += loss_value
-        if step % LOG_EVERY == 0 or step == total_steps:
-            tqdm.write(f"Epoch [{epoch}/{epochs}], Step [{step}/{total_steps}] Loss: {window_loss / window_steps:.4f}")
+        if (step % LOG_EVERY == 0 or step == total_steps) and not quiet:
+            tqdm.write(course_step_line(epoch, epochs, step, total_steps, window_loss / window_steps))
             sys.stdout.flush()
             window_loss, window_steps = 0.0, 0
+        if not quiet:
+            progress.update(step)
+    progress.close()
     return epoch_loss / total_steps, 100.0 * correct.item() / seen
 
 
+@dataclass
+class Evaluation:
+    """What `evaluate` measured: accuracy (%), mean loss (nan without a criterion) and every prediction."""
+    accuracy: float
+    loss: float
+    predictions: torch.Tensor
+
+
 @torch.inference_mode()
-def evaluate(model, batches, device, split_name: str = "test", criterion=None) -> tuple[float, float]:
-    """Accuracy (%) and mean loss on `batches`; prints the course's accuracy line."""
+def evaluate(model, batches, device, config: speed.Config = speed.COURSE_WAY, criterion=None) -> Evaluation:
+    """Accuracy, loss and predictions of `model` on `batches`, in order. Prints nothing."""
     model.eval()
-    correct, seen, loss_sum = 0, 0, 0.0
-    for images, labels in progress(batches, len(batches), "evaluating"):
-        with autocast(device):
+    correct, seen, loss_sum, predictions = 0, 0, 0.0, []
+    progress = Progress(len(batches), "evaluating", batches.batch_size)
+    for step, (images, labels) in enumerate(batches, start=1):
+        with speed.autocast(device, config):
             logits = model(images)
         if criterion is not None:
             loss_sum += criterion(logits.float(), labels).item() * len(labels)
-        correct += (logits.argmax(1) == labels).sum().item()
+        predictions.append(logits.argmax(1).cpu())
+        correct += (predictions[-1] == labels.cpu()).sum().item()
         seen += len(labels)
-    accuracy = 100.0 * correct / seen
-    print(f"Accuracy of the model on the {split_name} images: {accuracy:.2f} %", flush=True)
-    return accuracy, loss_sum / seen
+        progress.bar.update(1)
+    progress.close()
+    return Evaluation(100.0 * correct / seen, loss_sum / seen if criterion is not None else float("nan"),
+                      torch.cat(predictions))
+
+
+def accuracy_line(accuracy: float, split_name: str = "test") -> str:
+    """The course's accuracy line, byte for byte."""
+    return f"Accuracy of the model on the {split_name} images: {accuracy:.2f} %"
+
+
+# ------------------------------------------------------------ training steps
+
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, nesterov: bool = False):
+    """SGD with momentum (Nesterov or not) or Adam."""
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, nesterov=nesterov, weight_decay=weight_decay)
+
+
+def build_schedule(optimizer, schedule: str, lr: float, epochs: int, steps_per_epoch: int):
+    """one-cycle (warm up to lr over 15 %, then cosine down to ~0) or a constant lr; stepped once per batch."""
+    if schedule == "one-cycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                                   pct_start=0.15)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def build_ema(model: nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of the weights and batch-norm statistics (None when decay is 0)."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train a model on CIFAR-10 from scratch, choosing the best epoch on a validation split.")
+    parser = argparse.ArgumentParser(description="Train a model on CIFAR-10 from scratch (or from --init), "
+                                     "choosing the best epoch on a validation split.")
     parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture to train (default: resnet50)")
-    parser.add_argument("--epochs", type=utils.positive_int, default=15, help="number of epochs (default: 15, the shipped checkpoint's run)")
-    parser.add_argument("--batch-size", type=utils.positive_int, default=128, help="training mini-batch size (default: 128)")
-    parser.add_argument("--lr", type=utils.positive_float, default=0.2, help="peak learning rate of the one-cycle schedule (default: 0.2)")
-    parser.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default: 5e-4)")
+    parser.add_argument("--epochs", type=common.positive_int, default=15, help="number of epochs (default: 15)")
+    parser.add_argument("--batch-size", type=common.positive_int, default=128, help="training mini-batch size (default: 128)")
+    parser.add_argument("--lr", type=common.positive_float, default=0.2,
+                        help="peak learning rate of the one-cycle schedule (default: 0.2)")
+    parser.add_argument("--weight-decay", type=common.natural_float, default=5e-4, help="SGD weight decay (default: 5e-4)")
     parser.add_argument("--schedule", choices=["one-cycle", "constant"], default="one-cycle",
-                        help="learning rate: one-cycle (warm up to --lr, then cosine down to ~0) or constant --lr (default: one-cycle)")
-    parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True, help="Nesterov momentum (default: on)")
-    parser.add_argument("--init", metavar="CHECKPOINT", help="start from these weights instead of random ones (e.g. the shipped checkpoint)")
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss (default: 0.1)")
-    parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ (default: download into data/)")
+                        help="learning rate: one-cycle (warm up to --lr, then cosine down to ~0) or constant --lr "
+                        "(default: one-cycle)")
+    parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True,
+                        help="Nesterov momentum (default: on)")
+    parser.add_argument("--init", metavar="CHECKPOINT",
+                        help="start from these weights instead of random ones (e.g. the shipped checkpoint)")
+    parser.add_argument("--label-smoothing", type=common.natural_float, default=0.1,
+                        help="label smoothing of the loss (default: 0.1)")
+    parser.add_argument("--cutout", type=common.natural_int, default=0, metavar="SIZE",
+                        help="also grey out a random SIZE x SIZE square of each training image (default: 0 = off)")
+    parser.add_argument("--ema", type=common.natural_float, default=0, metavar="DECAY",
+                        help="validate and keep an exponential moving average of the weights with this decay per step, "
+                        "e.g. 0.999 (default: 0 = off)")
+    parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ "
+                        "(default: a copy found under data/, else download into data/)")
     parser.add_argument("--classes", help=utils.CLASSES_HELP)
-    parser.add_argument("--val-per-class", type=utils.positive_int, default=500, help="training images per class held out for validation (default: 500)")
+    parser.add_argument("--val-per-class", type=common.positive_int, default=500,
+                        help="training images per class held out for validation (default: 500)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed that picks the validation images (default: 0)")
     parser.add_argument("--out", default="runs/train", help="folder for last.pt, best.pt, history.json (default: runs/train)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out/last.pt")
-    parser.add_argument("--export", metavar="PATH", help="instead of training: write --out/best.pt to PATH with half-precision weights "
-                        "and no optimizer state (the shipped checkpoint), after checking its validation accuracy is unchanged")
+    parser.add_argument("--export", metavar="PATH", help="instead of training: write --out/best.pt to PATH with "
+                        "half-precision weights and no optimizer state (the shipped checkpoint), after checking its "
+                        "validation accuracy is unchanged")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
+    parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP +
+                        "; part of the recipe: --resume keeps the run's own")
+    parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation (default: 0)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.ema >= 1:
+        parser.error(f"--ema must be below 1 (e.g. 0.999), got {args.ema}")
+    return args
 
 
-def recipe_of(args) -> dict:
+def recipe_of(args, precision: str) -> dict:
     """The settings that define a run; --resume refuses to mix two recipes."""
-    keys = ("model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "classes", "val_per_class", "split_seed", "seed")
+    keys = ("model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "classes", "val_per_class",
+            "split_seed", "seed")
     recipe = {key: getattr(args, key) for key in keys}
-    recipe.update(optimizer="sgd-nesterov" if args.nesterov else "sgd", momentum=0.9, schedule=args.schedule,
-                  augmentation="random-crop-4+flip")
+    recipe.update(optimizer="sgd-nesterov" if args.nesterov else "sgd", momentum=MOMENTUM, schedule=args.schedule,
+                  augmentation="random-crop-4+flip" + (f"+cutout-{args.cutout}" if args.cutout else ""),
+                  precision=precision)
+    if args.ema:
+        recipe["ema"] = args.ema
     if args.init:
         recipe["init"] = args.init
     return recipe
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    device = utils.pick_device(args.device)
-    utils.configure_backends(device)
-    classes = utils.parse_classes(args.classes)
-    out = Path(args.out).expanduser()
-    recipe = recipe_of(args)
-    if (out / "last.pt").exists() and not (args.resume or args.export):
-        raise utils.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
+def saved_recipe(state: dict) -> dict:
+    """A saved run's recipe; runs from before --precision existed trained in fp32."""
+    return {"precision": "fp32"} | state.get("recipe", {})
 
+
+def restore_run(state: dict, model, optimizer, scheduler, train_batches, ema) -> tuple[list, int, float]:
+    """Put a saved run's weights, optimizer, schedule and random states back; returns history, next epoch, best."""
+    weights = {"model": state["train_model"]} if "train_model" in state else state
+    utils.load_weights(model, {**state, **weights}, state["arch"], tuple(state["classes"]), "last.pt")
+    if ema is not None:
+        utils.load_weights(ema.module, state, state["arch"], tuple(state["classes"]), "last.pt")
+        ema.n_averaged.fill_(max(1, state["epoch"]))  # not 0: the next update averages instead of copying
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    train_batches.generator.set_state(state["batches_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["history"], state["epoch"] + 1, state["best_accuracy"]
+
+
+def save_epoch(out: Path, model, ema, meta: dict, is_best: bool, **state) -> None:
+    """last.pt (and best.pt when is_best) and history.json of a run after an epoch.
+
+    'model' holds the weights that were validated (the average when --ema is on); 'train_model' the raw ones.
+    """
+    validated = ema.module if ema is not None else model
+    if ema is not None:
+        state["train_model"] = {key: value.cpu() for key, value in model.state_dict().items()}
+    if is_best:
+        utils.save_checkpoint(out / "best.pt", validated, meta, **state)
+    utils.save_checkpoint(out / "last.pt", validated, meta, **state)
+    utils.write_atomically(out / "history.json", json.dumps(state["history"], indent=1))
+
+
+def load_train_split(args, classes, device, config: speed.Config):
+    """Training and validation batches of the class-balanced split; prints what was loaded."""
+    started = time.perf_counter()
     images, labels = utils.load_data("train", args.data_dir, classes)
     val_index = utils.validation_indices(labels, args.val_per_class, args.split_seed)
     train_mask = torch.ones(len(labels), dtype=torch.bool)
     train_mask[val_index] = False
-    print(f"Training on {int(train_mask.sum())} images, validating on {len(val_index)} (seed {args.split_seed}), device {device}", flush=True)
-    train_batches = utils.Batches(images[train_mask], labels[train_mask], args.batch_size, device, train=True, seed=args.seed)
-    val_batches = utils.Batches(images[val_index], labels[val_index], 500, device, train=False)
-    data = f"{describe_source(args.data_dir)}, {int(train_mask.sum()):,}/{len(val_index):,} train/validation split, seed {args.split_seed}"
-    if args.export:
-        return export(out / "best.pt", Path(args.export), val_batches, device, data)
+    print(f"Data: {args.data_dir or 'CIFAR-10 in data/'}, {int(train_mask.sum())} training and {len(val_index)} validation images "
+          f"(split seed {args.split_seed}), loaded in {time.perf_counter() - started:.1f} s", flush=True)
+    train_batches = utils.Batches(images[train_mask], labels[train_mask], args.batch_size, device, train=True,
+                                  seed=args.seed, cutout=args.cutout)
+    val_batches = utils.Batches(images[val_index], labels[val_index], EVAL_BATCH_SIZE, device, train=False)
+    train_batches.channels_last = val_batches.channels_last = config.channels_last
+    data = f"{describe_source(args.data_dir)}, {int(train_mask.sum()):,}/{len(val_index):,} train/validation split, " \
+           f"seed {args.split_seed}"
+    return train_batches, val_batches, data
 
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    device = utils.pick_device(args.device)
+    classes = utils.parse_classes(args.classes)
+    out = Path(args.out).expanduser()
+    if (out / "last.pt").exists() and not (args.resume or args.export):
+        raise common.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
+    if args.resume and not (out / "last.pt").exists():
+        raise common.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. Leave out --resume to start a run.")
+    state = utils.load_checkpoint(out / "last.pt", device) if args.resume else None
+    precision = args.precision
+    if state is not None:  # the precision is part of the recipe: keep the run's own
+        precision = saved_recipe(state)["precision"]
+        if args.precision not in ("auto", precision) and not (args.precision == "fp32" and precision == "tf32"):
+            raise common.UserError(f"{out} was trained with precision {precision}; resume it with --precision auto "
+                                   f"or {precision}, or start a new run with another --out.")
+    train_choice = speed.choose(args.model, len(classes), args.batch_size, True, device, precision, args.retune)
+    print(train_choice.line(), flush=True)
+    config = train_choice.config
+    train_batches, val_batches, data = load_train_split(args, classes, device, config)
+    if args.export:
+        return export(out / "best.pt", Path(args.export), val_batches, device, config, data)
+
+    recipe = recipe_of(args, config.precision)
+    if state is not None and saved_recipe(state) != recipe:
+        raise common.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with "
+                               "the same flags or use another --out.")
     utils.seed_everything(args.seed)
     model = utils.build_model(args.model, len(classes))
     # No zero-initialised last batch-norm (Goyal et al.) here: in this assignment a ReLU follows it,
@@ -144,47 +304,42 @@ def main(argv=None) -> None:
         init_state = utils.load_checkpoint(args.init)
         utils.load_weights(model, init_state, args.model, classes, args.init)
         earlier_stages = stages_of(init_state)
-    model = utils.prepare_for_speed(model, device)
+    model = speed.prepare(model, device, config)
+    ema = build_ema(model, args.ema)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=args.nesterov, weight_decay=args.weight_decay)
-    if args.schedule == "one-cycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=len(train_batches), pct_start=0.15)
-    else:
-        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    optimizer = build_optimizer(model, "sgd", args.lr, args.weight_decay, args.nesterov)
+    scheduler = build_schedule(optimizer, args.schedule, args.lr, args.epochs, len(train_batches))
     history, start_epoch, best = [], 1, 0.0
-
-    if args.resume:
-        state = utils.load_checkpoint(out / "last.pt", device)
-        if state.get("recipe") != recipe:
-            raise utils.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with the same flags or use another --out.")
-        utils.load_weights(model, state, args.model, classes, out / "last.pt")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        train_batches.generator.set_state(state["batches_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        history, start_epoch, best = state["history"], state["epoch"] + 1, state["best_accuracy"]
+    if state is not None:
+        history, start_epoch, best = restore_run(state, model, optimizer, scheduler, train_batches, ema)
         print(f"Resuming {out} after epoch {state['epoch']} (best validation accuracy so far {best:.2f} %)", flush=True)
 
     for epoch in range(start_epoch, args.epochs + 1):
         started = time.perf_counter()
-        train_loss, train_accuracy = train_one_epoch(model, train_batches, optimizer, criterion, device, epoch, args.epochs, scheduler)
+        train_loss, train_accuracy = train_one_epoch(model, train_batches, optimizer, criterion, device, epoch,
+                                                     args.epochs, scheduler, config, ema)
         train_seconds = time.perf_counter() - started
-        val_accuracy, val_loss = evaluate(model, val_batches, device, "validation", criterion)
-        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy,
-                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started, "train_seconds": train_seconds})
-        best = max(best, val_accuracy)
+        validated = evaluate(ema.module if ema else model, val_batches, device, config, criterion)
+        print(accuracy_line(validated.accuracy, "validation"), flush=True)
+        row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy, "val_loss": validated.loss,
+               "val_accuracy": validated.accuracy, "lr": optimizer.param_groups[0]["lr"]}
+        if ema is not None:  # the raw weights too, so that the history shows what the average gives
+            row["val_accuracy_raw"] = evaluate(model, val_batches, device, config).accuracy
+        history.append(row | {"seconds": time.perf_counter() - started, "train_seconds": train_seconds,
+                              "speed": config.describe()})
+        is_best = validated.accuracy >= best
+        best = max(best, validated.accuracy)
         meta = {"arch": args.model, "num_classes": len(classes), "classes": list(classes), "epoch": epoch,
-                "accuracy": val_accuracy, "accuracy_split": f"validation ({len(val_index)} held-out training images, seed {args.split_seed})",
-                "recipe": recipe, "data": data, "stages": earlier_stages,
+                "accuracy": validated.accuracy, "recipe": recipe, "data": data, "stages": earlier_stages,
+                "accuracy_split": f"validation ({len(val_batches.labels)} held-out training images, "
+                                  f"seed {args.split_seed})",
                 "total_epochs": sum(stage["epochs"] for stage in earlier_stages) + epoch}
-        full_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history, "best_accuracy": best,
-                      "batches_rng": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state()}
-        if val_accuracy >= best:
-            utils.save_checkpoint(out / "best.pt", model, meta, **full_state)
-        utils.save_checkpoint(out / "last.pt", model, meta, **full_state)
-        utils.write_atomically(out / "history.json", json.dumps(history, indent=1).encode())
-        print(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {val_loss:.4f}, "
-              f"validation accuracy {val_accuracy:.2f} % (best {best:.2f} %), {history[-1]['seconds']:.0f} s", flush=True)
+        save_epoch(out, model, ema, meta, is_best, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                   history=history, best_accuracy=best, batches_rng=train_batches.generator.get_state(),
+                   torch_rng=torch.get_rng_state())
+        print(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {validated.loss:.4f}, "
+              f"validation accuracy {validated.accuracy:.2f} % (best {best:.2f} %), "
+              f"{history[-1]['seconds']:.0f} s", flush=True)
 
 
 def stages_of(checkpoint: dict) -> list[dict]:
@@ -209,38 +364,28 @@ def describe_source(data_dir) -> str:
     return f"CIFAR-10 training split ({data_dir or 'torchvision download'})"
 
 
-def export(best_path: Path, target: Path, val_batches, device, data: str) -> None:
+def export(best_path: Path, target: Path, val_batches, device, config: speed.Config, data: str) -> None:
     """Write a small copy of a run's best checkpoint (fp16 weights, no training state) after checking it."""
     state = utils.load_checkpoint(best_path, device)
     model = utils.build_model(state["arch"], state["num_classes"])
     utils.load_weights(model, state, state["arch"], tuple(state["classes"]), best_path)
-    model = utils.prepare_for_speed(model, device)
-    full, _ = evaluate(model, val_batches, device, "validation")
+    model = speed.prepare(model, device, config)
+    full = evaluate(model, val_batches, device, config).accuracy
     keys = ("arch", "num_classes", "classes", "epoch", "total_epochs", "accuracy", "accuracy_split", "recipe", "stages")
     meta = {key: state[key] for key in keys if key in state} | {"data": data, "history": state.get("history", [])}
-    utils.save_checkpoint(target.with_name(target.name + ".check"), model, meta, half=True)
-    small = utils.load_checkpoint(target.with_name(target.name + ".check"), device)
+    check = target.with_name(target.name + ".check")
+    utils.save_checkpoint(check, model, meta, half=True)
+    small = utils.load_checkpoint(check, device)
     utils.load_weights(model, small, state["arch"], tuple(state["classes"]), target)
-    half, _ = evaluate(model, val_batches, device, "validation")
+    half = evaluate(model, val_batches, device, config).accuracy
+    check.unlink()
     if abs(half - full) > 0.1:
-        target.with_name(target.name + ".check").unlink()
-        raise utils.UserError(f"half precision changes the validation accuracy from {full:.2f} % to {half:.2f} %; not exported.")
-    target.with_name(target.name + ".check").replace(target)
+        raise common.UserError(f"half precision changes the validation accuracy from {full:.2f} % to {half:.2f} %; "
+                               "not exported.")
+    utils.save_checkpoint(target, model, meta | {"shipped_accuracy": half}, half=True)  # the file's own accuracy
     print(f"Exported epoch {state['epoch']} to {target} ({target.stat().st_size / 1e6:.1f} MB): validation accuracy "
           f"{full:.2f} % in float32, {half:.2f} % after the half-precision round trip")
 
 
-def run_cli(entry, argv=None) -> None:
-    """Run a command-line entry point; a UserError becomes one clear line and exit code 2."""
-    try:
-        entry(argv)
-    except utils.UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-
-
 if __name__ == "__main__":
-    run_cli(main)
+    common.run_cli(main)

@@ -5,11 +5,8 @@ The data path: every split is decoded once into a uint8 tensor (N, 3, 32, 32).
 operations on the training device, and normalizes. No per-image PIL work in
 the training loop, which on a 2-core CPU would steal time from the model.
 """
-import contextlib
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -17,6 +14,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import common
+from common import UserError, natural_int, positive_float, positive_int, write_atomically  # noqa: F401 (utils.X for callers)
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -28,40 +28,6 @@ MODELS = ("resnet50", "resnet50-cifar", "vgg16")
 # --help texts shared by every script, so that each flag means one thing everywhere
 DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)"
 CLASSES_HELP = "comma-separated subset of CIFAR-10 classes, e.g. airplane,automobile,bird (default: all ten)"
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one clear message, no traceback."""
-
-
-# ------------------------------------------------------- command-line numbers
-
-def _number(text: str, kind, lowest, words: str):
-    """Parse text as `kind` and check it is >= lowest (> 0 when lowest is None); argparse shows the message."""
-    import argparse
-
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {words}, got '{text}'") from None
-    if (lowest is None and not value > 0) or (lowest is not None and value < lowest):
-        raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number above zero."""
-    return _number(text, int, None, "a positive whole number")
-
-
-def natural_int(text: str) -> int:
-    """argparse type: a whole number, zero or more."""
-    return _number(text, int, 0, "a whole number, 0 or more")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number above zero."""
-    return _number(text, float, None, "a positive number")
 
 
 # ---------------------------------------------------------------- device, seed
@@ -90,14 +56,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def configure_backends(device: torch.device) -> None:
-    """Settings that only change speed: cuDNN autotuning, TF32 matmuls on GPU."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
 
 # ----------------------------------------------------------------------- data
@@ -164,6 +122,30 @@ def _read_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(images), np.concatenate(labels)
 
 
+PREPARED_COPIES = ("cifar10-split", ".")  # under data/: prepare_data.py's output, then torchvision's download
+ARCHIVE_PLACES = ("../shared/data/cifar10-train-jpg.tar.gz", "data/cifar10-train-jpg.tar.gz")  # offline archive
+
+
+def find_prepared_copy() -> Path | None:
+    """A copy of CIFAR-10 with both splits already under data/ (cifar10-split/ or cifar-10-batches-py/), if any."""
+    for name in PREPARED_COPIES:
+        folder = DEFAULT_DATA_ROOT / name
+        if (folder / "cifar-10-batches-py").is_dir() or ((folder / "train").is_dir() and (folder / "test").is_dir()):
+            return folder.resolve()
+    return None
+
+
+def offline_route() -> str:
+    """The commands that prepare the offline copy on this machine, as typed from the project folder; '' if none."""
+    root = DEFAULT_DATA_ROOT.parent
+    if (DEFAULT_DATA_ROOT / "cifar10-jpg" / "train").is_dir():
+        return "python prepare_data.py"
+    archive = next((place for place in ARCHIVE_PLACES if (root / place).is_file()), None)
+    if archive is None:
+        return ""
+    return f"tar xzf {archive} -C data && python prepare_data.py"
+
+
 def _download(root: Path) -> None:
     """Download CIFAR-10 with torchvision (checksummed, with a progress bar) unless it is already there."""
     import torchvision
@@ -171,9 +153,12 @@ def _download(root: Path) -> None:
     try:
         torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
     except (OSError, RuntimeError) as error:  # URLError is an OSError: no network, or a blocked host
-        raise UserError(f"could not download CIFAR-10 into {root} ({error}). Without internet, pass --data-dir DIR "
-                        "pointing to an offline copy: DIR/cifar-10-batches-py (torchvision format) or "
-                        "DIR/train/<class>/ and DIR/test/<class>/ image folders.") from None
+        route = offline_route()
+        offline = (f"This machine has an offline copy: run `{route}` in {DEFAULT_DATA_ROOT.parent}, then run the "
+                   "same command again (it finds data/cifar10-split by itself)." if route else
+                   "Without internet, pass --data-dir DIR pointing to an offline copy: DIR/cifar-10-batches-py "
+                   "(torchvision format) or DIR/train/<class>/ and DIR/test/<class>/ image folders.")
+        raise UserError(f"could not download CIFAR-10 into {root} ({error}). {offline}") from None
 
 
 def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -245,24 +230,42 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None) -> t
     return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
 
 
-def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 batch -> normalized float batch in channels_last layout (faster convolutions)."""
+def cutout(images: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cutout (DeVries and Taylor, 2017): grey out one size x size square per image, centred anywhere on it.
+
+    The square is filled with the data set's mean colour, i.e. zero after normalization.
+    """
+    n, _, h, w = images.shape
+    cy = torch.randint(0, h, (n, 1, 1), generator=generator, device="cpu").to(images.device)
+    cx = torch.randint(0, w, (n, 1, 1), generator=generator, device="cpu").to(images.device)
+    rows = torch.arange(h, device=images.device)[None, :, None] - cy + size // 2  # 0 .. size-1 inside the square
+    cols = torch.arange(w, device=images.device)[None, None, :] - cx + size // 2
+    inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)  # (n, h, w)
+    mean = torch.tensor(MEAN, device=images.device).mul(255).round().to(images.dtype).view(1, 3, 1, 1)
+    return torch.where(inside[:, None], mean, images)
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """uint8 batch -> normalized float batch, in channels_last layout unless told otherwise."""
     out = (images.float() / 255 - mean) / std
-    return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 class Batches:
     """Mini-batches of (normalized images, labels) from uint8 tensors, like a DataLoader.
 
-    train=True shuffles and augments; the generator makes both reproducible.
-    The whole uint8 set (150 MB for CIFAR-10) is moved to the device once.
+    train=True shuffles and augments (crop and flip, plus cutout when cutout > 0); the
+    generator makes all of it reproducible. The whole uint8 set (150 MB for CIFAR-10)
+    is moved to the device once. `channels_last` sets the layout of the batches.
     """
 
-    def __init__(self, images, labels, batch_size: int, device, train: bool, seed: int = 0):
+    def __init__(self, images, labels, batch_size: int, device, train: bool, seed: int = 0, cutout: int = 0):
         self.images = images.to(device)
         self.labels = labels.to(device)
         self.batch_size = batch_size
         self.train = train
+        self.cutout = cutout
+        self.channels_last = True
         self.generator = torch.Generator().manual_seed(seed)
         self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)  # made once, not per batch
         self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
@@ -279,24 +282,12 @@ class Batches:
             images = self.images[index]
             if self.train:
                 images = augment(images, self.generator)
-            yield normalize(images, self.mean, self.std), self.labels[index]
+            if self.train and self.cutout:
+                images = cutout(images, self.cutout, self.generator)
+            yield normalize(images, self.mean, self.std, self.channels_last), self.labels[index]
 
 
 # ---------------------------------------------------------------------- model
-
-class MatmulConv1x1(nn.Conv2d):
-    """A 1x1 convolution computed as one matrix multiply: same weights, same result.
-
-    On CPU, oneDNN is slow for 1x1 convolutions on the tiny 2x2 and 4x4 maps of this
-    network; a plain matrix multiply makes a training step about 1.45x faster.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride != (1, 1):
-            x = x[:, :, ::self.stride[0], ::self.stride[1]]
-        out = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
-        return out.permute(0, 3, 1, 2)
-
 
 def build_model(arch: str, num_classes: int) -> nn.Module:
     """A fresh model by name: one of MODELS."""
@@ -312,45 +303,13 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
     raise UserError(f"unknown model '{arch}': use one of {', '.join(MODELS)}.")
 
 
-def prepare_for_speed(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to device in channels_last layout, and run 1x1 convolutions as matrix multiplies."""
-    for module in model.modules():
-        if type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.padding == (0, 0) and module.groups == 1:
-            module.__class__ = MatmulConv1x1  # same parameters, faster forward
-    return model.to(device, memory_format=torch.channels_last)
-
-
-# -------------------------------------------------------------- atomic writes
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path):
-    """Open `path` for writing through a temporary file that replaces it only when the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result file is for everyone to read
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)  # only left there if something failed
-
-
-def write_atomically(path: str | Path, data: bytes) -> Path:
-    """Write bytes to `path` atomically: readers see the old file or the new one, never half of one."""
-    with atomic_file(path) as f:
-        f.write(data)
-    return Path(path)
-
-
 # ----------------------------------------------------------------- checkpoints
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict, half: bool = False, **state) -> None:
     """Write model weights, metadata and any extra state atomically (temp file, then rename)."""
     weights = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
     content = {"format": CHECKPOINT_FORMAT, **meta, "torch_version": str(torch.__version__), "model": weights, **state}
-    with atomic_file(path) as f:
+    with common.atomic_file(path) as f:
         torch.save(content, f)
 
 

@@ -87,3 +87,18 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
             "accuracy": 10.0, "accuracy_split": "validation", "recipe": {"test": True}}
     utils.save_checkpoint(path, ResNet50(10), meta, half=True)
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def speed_cache(tmp_path_factory):
+    """Keep speed.py's cache of measured choices out of the user's ~/.cache, shared by every test of the session."""
+    import os
+
+    folder = tmp_path_factory.mktemp("xdg_cache")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)  # subprocesses (python main.py ...) inherit it
+    yield folder
+    if old is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

@@ -3,18 +3,23 @@ import re
 
 import bench
 
+FINAL_LINE = re.compile(r"cpu=\S+ precision=\S+ train_baseline_img_s=[\d.]+ train_img_s=[\d.]+ train_speedup=[\d.]+ "
+                        r"eval_baseline_img_s=\d+ eval_img_s=\d+ eval_speedup=[\d.]+ peak_rss_gb=[\d.]+")
 
-def test_bench_prints_table_and_final_line(capsys):
+
+def test_bench_prints_choice_table_and_final_line(capsys, speed_cache):
     bench.main(["--batch-size", "4", "--steps", "1", "--repeats", "1", "--eval-images", "8", "--device", "cpu"])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "| training, default path |" in "\n".join(lines)
-    assert re.fullmatch(r"train_baseline_img_s=[\d.]+ train_img_s=[\d.]+ train_speedup=[\d.]+ eval_img_s=\d+ peak_rss_gb=[\d.]+", lines[-1])
-    assert not any(line.startswith("Epoch [") for line in lines)  # the loops' lines stay out of the report
+    assert any(line.startswith("Speed (training): ") for line in lines)
+    assert any(line.startswith("Speed (evaluation): ") for line in lines)
+    assert any(line.startswith("| the course's (fp32 NCHW eager") for line in lines)
+    assert FINAL_LINE.fullmatch(lines[-1]), lines[-1]
+    assert not any(line.startswith("Epoch [") or line.startswith("  ..") for line in lines)  # the loops stay quiet
 
 
-def test_accuracy_check_trains_both_ways(tiny_data, capsys):
+def test_accuracy_check_trains_fp32_and_chosen_path(tiny_data, capsys, speed_cache):
     bench.main(["--accuracy-check", str(tiny_data), "--check-classes", "cat,dog", "--check-images", "8",
                 "--check-epochs", "1", "--check-seeds", "1", "--batch-size", "4", "--device", "cpu"])
     out = capsys.readouterr().out
-    assert "seed 0, baseline path:" in out and "seed 0, default path:" in out
-    assert re.search(r"^check_baseline_acc=[\d.]+\+-[\d.]+ check_default_acc=[\d.]+\+-[\d.]+$", out, re.M)
+    assert "seed 0, fp32 path:" in out and "seed 0, chosen path:" in out
+    assert re.search(r"^check_fp32_acc=[\d.]+\+-[\d.]+ check_chosen_acc=[\d.]+\+-[\d.]+$", out, re.M)

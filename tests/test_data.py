@@ -101,22 +101,10 @@ def test_batches_cover_every_image_once(tiny_data):
     assert len(batches) == 3 and [len(y) for _, y in seen] == [50, 50, 20]
     x, _ = seen[0]
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    batches.channels_last = False
+    assert next(iter(batches))[0].is_contiguous()
     expected = (images[0].float() / 255 - torch.tensor(utils.MEAN).view(3, 1, 1)) / torch.tensor(utils.STD).view(3, 1, 1)
     assert torch.allclose(x[0], expected, atol=1e-6)
-
-
-def test_matmul_1x1_convolution_gives_the_same_result():
-    from resnet import ResNet50
-
-    torch.manual_seed(0)
-    plain = ResNet50().eval()
-    fast = ResNet50().eval()
-    fast.load_state_dict(plain.state_dict())
-    fast = utils.prepare_for_speed(fast, torch.device("cpu"))
-    assert fast.state_dict().keys() == plain.state_dict().keys()
-    x = torch.randn(3, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(plain(x), fast(x), atol=1e-4)
 
 
 def test_prepare_data_holds_out_train_py_validation_split(tiny_data, tmp_path):
@@ -131,3 +119,15 @@ def test_prepare_data_holds_out_train_py_validation_split(tiny_data, tmp_path):
     assert torch.equal(test_images, images[held_out]) and torch.equal(test_labels, labels[held_out])
     with pytest.raises(utils.UserError, match="already exists"):
         prepare_data.main(["--source", str(tiny_data), "--out", str(tmp_path / "split")])
+
+
+def test_cutout_greys_one_square_per_image_and_only_when_asked():
+    images = torch.full((6, 3, 32, 32), 7, dtype=torch.uint8)
+    out = utils.cutout(images, 8, torch.Generator().manual_seed(0))
+    changed = (out != 7).all(1)  # (n, h, w): pixels set to the mean colour
+    assert all(0 < n <= 64 for n in changed.sum((1, 2)).tolist())  # at most 8 x 8, clipped at the borders
+    grey = out.permute(0, 2, 3, 1)[changed]  # (pixels, 3)
+    assert (grey == torch.tensor([125, 123, 114], dtype=torch.uint8)).all()  # the mean colour: 0 once normalized
+    plain = utils.Batches(images, torch.zeros(6, dtype=torch.long), 6, "cpu", train=True, seed=1)
+    with_cutout = utils.Batches(images, torch.zeros(6, dtype=torch.long), 6, "cpu", train=True, seed=1, cutout=8)
+    assert not torch.equal(next(iter(plain))[0], next(iter(with_cutout))[0])

@@ -13,10 +13,23 @@ def tiny_run(data, out, *extra):
     return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu", *extra]
 
 
+def interrupt_at_epoch(epoch: int, monkeypatch):
+    """Make train.main stop with Ctrl-C when epoch `epoch` starts; returns the real train_one_epoch."""
+    real_epoch = train.train_one_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[5] == epoch:  # the epoch number
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+    return real_epoch
+
+
 def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys):
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
     out = capsys.readouterr().out
-    assert "Training on 90 images, validating on 30" in out
+    assert "90 training and 30 validation images" in out and out.startswith("Speed (training): ")
     assert re.search(r"^Epoch \[1/1\], Step \[3/3\] Loss: \d+\.\d{4}$", out, re.M)
     assert re.search(r"^Accuracy of the model on the validation images: \d+\.\d{2} %$", out, re.M)
     history = json.loads((tmp_path / "history.json").read_text())
@@ -32,14 +45,7 @@ def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys):
 def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch):
     train.main(tiny_run(tiny_data, tmp_path / "straight", "--epochs", "2"))
 
-    real_epoch = train.train_one_epoch
-
-    def interrupted(*args, **kwargs):
-        if args[5] == 2:  # the epoch number
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+    real_epoch = interrupt_at_epoch(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.main(tiny_run(tiny_data, tmp_path / "resumed", "--epochs", "2"))
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
@@ -87,3 +93,28 @@ def test_non_positive_numbers_are_refused(flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args([flag, "0"])
     assert exit_info.value.code == 2 and "must be a positive whole number" in capsys.readouterr().err
+
+
+def test_ema_and_cutout_run_resume_and_record_both_accuracies(tiny_data, tmp_path):
+    flags = ("--epochs", "2", "--ema", "0.9", "--cutout", "8")
+    train.main(tiny_run(tiny_data, tmp_path, *flags[:2], "--ema", "0.9", "--cutout", "8"))
+    state = utils.load_checkpoint(tmp_path / "last.pt")
+    assert state["recipe"]["ema"] == 0.9 and state["recipe"]["augmentation"].endswith("+cutout-8")
+    assert state["recipe"]["precision"] == "fp32"  # this CPU trains in fp32 (no bf16 candidate wins here)
+    assert state["model"].keys() == state["train_model"].keys()
+    assert not torch.equal(state["model"]["fc.weight"], state["train_model"]["fc.weight"])  # the average differs
+    assert {"val_accuracy", "val_accuracy_raw"} <= state["history"][0].keys()
+    with pytest.raises(utils.UserError, match="trained with precision fp32"):
+        train.main(tiny_run(tiny_data, tmp_path, *flags, "--resume", "--precision", "bf16"))
+
+
+def test_resume_accepts_a_run_saved_before_precision_was_recorded(tiny_data, tmp_path, monkeypatch):
+    real_epoch = interrupt_at_epoch(2, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(tiny_run(tiny_data, tmp_path, "--epochs", "2"))
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    state = utils.load_checkpoint(tmp_path / "last.pt")
+    del state["recipe"]["precision"]  # what runs of earlier versions of train.py hold
+    torch.save(state, tmp_path / "last.pt")
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "2", "--resume"))
+    assert [row["epoch"] for row in utils.load_checkpoint(tmp_path / "last.pt")["history"]] == [1, 2]
