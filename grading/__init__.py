@@ -17,6 +17,11 @@ One module, one job; the parent process never imports torch or a student's code:
     autograder    the Gradescope autograder zip, and grading inside it
     handout       the repository students get
     cli           the command line
+
+Files that are not modules of the grader: sandbox_conftest.py (tests/conftest.py inside the sandbox),
+sandbox_site/sitecustomize.py (no network for any Python of the sandbox), gradescope/ (setup.sh and
+run_autograder for the autograder zip), handout_README.md (the students' README). docs/grading.md
+explains grading for TAs.
 """
 from pathlib import Path
 
