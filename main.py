@@ -97,11 +97,16 @@ def load_data(args, classes, device):
     return train_batches, test_batches
 
 
+def timestamp() -> str:
+    """'20261124-081502': the local date and time, for file names."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
 def output_path(args) -> Path:
     """--out, or a new timestamped file under runs/, so that no run overwrites another."""
     if args.out:
         return Path(args.out)
-    return Path("runs") / f"{args.model}_finetuned_{time.strftime('%Y%m%d-%H%M%S')}.pt"
+    return Path("runs") / f"{args.model}_finetuned_{timestamp()}.pt"
 
 
 def main(argv=None) -> None:

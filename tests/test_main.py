@@ -34,6 +34,10 @@ def test_main_end_to_end(tiny_data, tiny_checkpoint, tmp_path):
     assert sum(bool(ACCURACY_LINE.match(line)) for line in lines) == 1
     assert "Device: cpu" in result.stdout and re.search(r"Done in (\d+ min )?\d+ s on cpu", result.stdout)
     assert "Traceback" not in result.stderr
+    # output from the first second: a line per phase, then progress lines that are visibly not course lines
+    assert [line.split(":")[0] for line in lines[:5]] == ["Model", "Device", "Data", "Speed (training)", "  .. epoch 1"]
+    progress = [line for line in lines if line.startswith("  .. epoch 1: ")]
+    assert len(progress) >= 10 and all(re.search(r"\d+ img/s, .* left$", line) for line in progress)
     # the fine-tuned weights are written, and the pretrained file is untouched
     saved = utils.load_checkpoint(out)
     assert saved["arch"] == "resnet50" and saved["epoch"] == 2 and saved["recipe"]["optimizer"] == "sgd"
@@ -159,3 +163,47 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "y"})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
+
+
+def test_each_fine_tune_writes_a_new_file_and_says_where(tiny_data, tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--batch-size", "60", "--device", "cpu"]
+    stamps = iter(["20261124-080000", "20261124-080001"])
+    monkeypatch.setattr(main, "timestamp", lambda: next(stamps))
+    run_cli(main.main, [str(a) for a in argv])
+    run_cli(main.main, [str(a) for a in argv])
+    saved = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert saved == ["resnet50_finetuned_20261124-080000.pt", "resnet50_finetuned_20261124-080001.pt"]
+    assert "Saved the fine-tuned weights to runs/resnet50_finetuned_20261124-080001.pt" in capsys.readouterr().out
+
+
+def test_a_prepared_copy_under_data_is_found_without_data_dir(tiny_data, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    shutil.copytree(tiny_data, tmp_path / "cifar10-split")
+    monkeypatch.setattr(utils, "DEFAULT_DATA_ROOT", tmp_path)
+    run_cli(main.main, ["--no-pretrained", "--epochs", "0", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert f"Data: {tmp_path / 'cifar10-split'} (found by itself; --data-dir chooses another): 120 training" in out
+
+
+def test_offline_download_error_names_the_archive_and_prepare_data(tmp_path, capsys, monkeypatch):
+    import torchvision
+
+    def no_network(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "data" / "cifar10-train-jpg.tar.gz").write_bytes(b"")
+    monkeypatch.setattr(utils, "DEFAULT_DATA_ROOT", tmp_path / "project" / "data")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
+    fails_with(capsys, ["--no-pretrained", "--epochs", "0"],
+               r"could not download CIFAR-10.*run `tar xzf \.\./shared/data/cifar10-train-jpg\.tar\.gz -C data && "
+               r"python prepare_data\.py`")
+
+
+def test_header_explains_the_fp16_copy_of_the_checkpoint(tiny_data, tiny_checkpoint, capsys):
+    run_cli(main.main, ["--data-dir", str(tiny_data), "--checkpoint", str(tiny_checkpoint), "--epochs", "0"])
+    out = capsys.readouterr().out
+    assert "10.00 % on its validation before the export to fp16, which may move it by up to 0.1 point" in out
