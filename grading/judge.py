@@ -37,6 +37,9 @@ BLANK_TESTS = {
     "fc": ("test_fc_shape", "test_parameter_count["),
 }
 BUILD_NOTE = "builds the same module as the reference (same layers; same outputs with the reference's weights)"
+HELPER_NOTE = ("builds the reference's module only with the student's code outside the blanks (a helper): "
+               "look by hand")
+REVIEW_PREFIXES = ("the answer is just outside", HELPER_NOTE)  # notes on points earned that need a look by hand
 SHAPES_NOTE = "its shapes are right (its tests pass), but what it builds differs from the assignment's design"
 
 
@@ -135,7 +138,7 @@ def plan(ref: Reference, text: str, blanks: list[BlankGrade], outside: bool) -> 
 
 
 def grade_file(path: Path, student: str, options: Options) -> Grade:
-    """Grade one submission."""
+    """Grade one submission: its text here, then its builds and tests in the sandbox."""
     ref = options.ref
     try:
         text = read_source(path)
@@ -149,34 +152,35 @@ def grade_file(path: Path, student: str, options: Options) -> Grade:
     try:
         compile(text, str(path), "exec")
     except (SyntaxError, ValueError) as error:
-        grade.problem = f"did not import: {type(error).__name__} line {getattr(error, 'lineno', '?')}: " \
-                        f"{getattr(error, 'msg', error)}"
+        grade.problem = (f"did not import: {type(error).__name__} line {getattr(error, 'lineno', '?')}: "
+                         f"{getattr(error, 'msg', error)}")
         return grade
-    outside = bool(changes) and not broken
     if changes and broken:
         grade.review.append("what code outside the blanks builds was not checked: the markers are broken")
-    files, jobs = plan(ref, text, blanks, outside)
-    options.ready()
-    result = run(files, jobs, options.limits, options.use_bwrap)
-    grade.cpu = result.cpu
-    jobs_done = result.report.get("jobs") if isinstance(result.report.get("jobs"), dict) else {}
-    submitted = jobs_done.get("submitted") if isinstance(jobs_done.get("submitted"), dict) else {}
-    grade.problem = result.problem or (str(submitted["problem"])[:300] if submitted.get("problem") else None)
-    if grade.problem:
-        return grade
-    tests = test_results(submitted)
-    for b in blanks:
-        b.tests = covering(tests, b.id)
-        settle(b, jobs_done, options, changes if outside else [], broken)
-    covered = {name for b in blanks for name in covering(tests, b.id)}
-    grade.other_tests = {name: r for name, r in tests.items() if name not in covered}
-    grade.review += [f"{b.id}: {note}" for b in blanks for note in b.notes if note.startswith(REVIEW_PREFIXES)]
-    if any("MemoryError" in m or "allocate memory" in m for _, m in tests.values()):
-        grade.problem = f"exceeded the memory limit ({options.limits.memory_gb:g} GB) during the tests"
+    run_and_settle(grade, text, changes if not broken else [], broken, options)
     return grade
 
 
-REVIEW_PREFIXES = ("the answer is just outside",)  # a note that earns points but needs a look
+def run_and_settle(grade: Grade, text: str, changes: list[Change], broken: dict[str, str], options: Options) -> None:
+    """Run the submission's jobs in the sandbox, then settle each blank from what came back."""
+    files, jobs = plan(options.ref, text, grade.blanks, bool(changes))
+    options.ready()
+    result = run(files, jobs, options.limits, options.use_bwrap)
+    grade.cpu = result.cpu
+    done = result.report.get("jobs") if isinstance(result.report.get("jobs"), dict) else {}
+    submitted = done.get("submitted") if isinstance(done.get("submitted"), dict) else {}
+    grade.problem = result.problem or (str(submitted["problem"])[:300] if submitted.get("problem") else None)
+    if grade.problem:
+        return
+    tests = test_results(submitted)
+    for b in grade.blanks:
+        b.tests = covering(tests, b.id)
+        settle(b, done, options, changes, broken)
+    covered = {name for b in grade.blanks for name in covering(tests, b.id)}
+    grade.other_tests = {name: r for name, r in tests.items() if name not in covered}
+    grade.review += [f"{b.id}: {note}" for b in grade.blanks for note in b.notes if note.startswith(REVIEW_PREFIXES)]
+    if any("MemoryError" in m or "allocate memory" in m for _, m in tests.values()):
+        grade.problem = f"exceeded the memory limit ({options.limits.memory_gb:g} GB) during the tests"
 
 
 def probes_of(jobs: dict, job: str, blank_id: str) -> list[dict] | None:
@@ -199,22 +203,50 @@ def settle(b: BlankGrade, jobs: dict, options: Options, changes: list[Change], b
     """A blank's final verdict, notes and points, from its text verdict, its builds and the changes outside."""
     ref_splice, ref_full = options.builds["splice"].get(b.id), options.builds["full"].get(b.id)
     spliced = probes_of(jobs, f"splice_{b.id}", b.id)
-    if b.verdict == "different" and spliced is not None:
-        if same_build(spliced, ref_splice):
-            b.verdict, b.notes = "equivalent", [BUILD_NOTE] + [f"in form: {note}" for note in b.notes[:2]]
-        elif note := build_note(spliced, ref_splice):
-            b.notes.append(f"what it builds differs: {note}")
-    accepted = b.verdict in ACCEPTED
     mine, alone = probes_of(jobs, "submitted", b.id), probes_of(jobs, "answers", b.id)
-    mine_own, alone_own = own_part(mine, b.id), own_part(alone, b.id)
+    if b.verdict == "different":
+        judge_build(b, jobs, spliced, ref_splice)
+    accepted = b.verdict in ACCEPTED
     if b.verdict == "missing" and b.id not in broken and changes:
         accepted = outside_answer(b, changes, options.ref, mine, ref_full)
-    elif accepted and mine is not None and alone is not None and not same_build(mine_own, alone_own):
-        b.notes.append(f"code outside the blanks changes what this blank builds: {build_note(mine_own, alone_own)}")
+    elif b.verdict == "different" and needs_outside(spliced) and same_build(mine, ref_full):
+        b.verdict, accepted = "equivalent", True
+        b.notes.insert(0, HELPER_NOTE)
+    elif accepted and changed_by_outside(b.id, mine, alone, ref_full):
+        note = build_note(own_part(mine, b.id), own_part(alone, b.id))
+        b.notes.append(f"code outside the blanks changes what this blank builds: {note}")
         accepted = False
     b.points = b.max_points if accepted else 0
     if b.verdict == "different" and same_shapes(spliced, ref_splice):
         b.notes.append(SHAPES_NOTE)
+
+
+def changed_by_outside(blank_id: str, mine: list[dict] | None, alone: list[dict] | None,
+                       ref_full: list[dict] | None) -> bool:
+    """Whether the whole file builds the blank's own part otherwise than the student's answers alone do, and
+    otherwise than the reference does (the answers alone may not build at all without a helper outside)."""
+    if mine is None or alone is None:
+        return False
+    own = own_part(mine, blank_id)
+    return not same_build(own, own_part(alone, blank_id)) and not same_build(own, own_part(ref_full, blank_id))
+
+
+def judge_build(b: BlankGrade, jobs: dict, spliced: list[dict] | None, ref_splice: list[dict] | None) -> None:
+    """Judge a `different` answer by what it builds alone: the reference's module makes it `equivalent`."""
+    job = jobs.get(f"splice_{b.id}")
+    if isinstance(job, dict) and job.get("problem"):
+        b.notes.append(f"building it failed: {str(job['problem'])[:200]}")
+    if spliced is None:
+        return
+    if same_build(spliced, ref_splice):
+        b.verdict, b.notes = "equivalent", [BUILD_NOTE] + [f"in form: {note}" for note in b.notes[:2]]
+    elif note := build_note(spliced, ref_splice):
+        b.notes.append(f"what it builds differs: {note}")
+
+
+def needs_outside(spliced: list[dict] | None) -> bool:
+    """Whether an answer failed to build alone for want of a name: a helper defined outside the blanks."""
+    return bool(spliced) and all(p.get("kind") in ("NameError", "AttributeError") for p in spliced)
 
 
 def outside_answer(b: BlankGrade, changes: list[Change], ref: Reference, mine: list[dict] | None,

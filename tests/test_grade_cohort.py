@@ -82,6 +82,16 @@ nn.Conv2d = _Padded
 """
 
 
+HELPER = """\
+def make_stage(in_channels, middle, out, count, down_first=False):
+    \"\"\"`count` blocks; only the last one (or the first) downsamples.\"\"\"
+    return [ResidualBlock(in_channels if i == 0 else out, middle, out, downsample=i == (0 if down_first else count - 1))
+            for i in range(count)]
+
+
+class ResNet50(nn.Module):"""
+
+
 def edit(text: str, *replacements: tuple[str, str]) -> str:
     """The text with each (old, new) replaced once; old must be there."""
     for old, new in replacements:
@@ -90,11 +100,16 @@ def edit(text: str, *replacements: tuple[str, str]) -> str:
     return text
 
 
-def layer4_as(items: str) -> str:
-    """The reference with layer4's answer replaced by `items`."""
-    begin, end = REFERENCE.index("# BEGIN BLANK layer4"), REFERENCE.index("            # END BLANK layer4")
-    first_line_end = REFERENCE.index("\n", begin) + 1
-    return REFERENCE[:first_line_end] + items + REFERENCE[end:]
+def answered(blank_id: str, items: str, text: str = REFERENCE) -> str:
+    """The text with a blank's answer replaced by `items`."""
+    begin, end = text.index(f"# BEGIN BLANK {blank_id}"), text.index(f"# END BLANK {blank_id}")
+    first_line_end, last_line_start = text.index("\n", begin) + 1, text.rindex("\n", 0, end) + 1
+    return text[:first_line_end] + items + text[last_line_start:]
+
+
+def with_helper(call: str) -> str:
+    """The reference with layer2 built by a helper defined outside the blanks."""
+    return answered("layer2", f"            *{call},\n", edit(REFERENCE, ("class ResNet50(nn.Module):", HELPER)))
 
 
 COHORT = {  # student -> (file bytes, points of the blanks that lose any, words every review flag list holds)
@@ -105,7 +120,7 @@ COHORT = {  # student -> (file bytes, points of the blanks that lose any, words 
                                              "ResidualBlock(64, 64, 64 * 4, downsample=False),"),
                                  ("nn.Linear(1024, num_classes)", "nn.Linear(1024 * 1 * 1, num_classes)")).encode(),
                             {}, []),
-    "comprehension_over_i": (layer4_as("            *[ResidualBlock(512 if i == 0 else 1024, 256, 1024)"
+    "comprehension_over_i": (answered("layer4", "            *[ResidualBlock(512 if i == 0 else 1024, 256, 1024)"
                                        " for i in range(6)],\n").encode(), {}, []),
     "inline_layers": (edit(REFERENCE, (DOWNSAMPLE, INLINE_NESTED)).encode(), {}, []),
     "inline_layers_ungrouped": (edit(REFERENCE, (DOWNSAMPLE, INLINE_FLAT)).encode(), {"block_downsample": 0}, []),
@@ -122,6 +137,10 @@ COHORT = {  # student -> (file bytes, points of the blanks that lose any, words 
     "removed_the_weight_init": (edit(REFERENCE, ("        self._init_weights()\n", "")).encode(), {},
                                 ["code removed outside the blanks", "self._init_weights()"]),
     "a_student_with_a_name_of_more_than_twenty_characters": (REFERENCE.encode(), {}, []),
+    "helper_outside_the_blanks": (with_helper("make_stage(64, 64, 256, 3)").encode(), {},
+                                  ["code added outside the blanks: def make_stage", "(a helper): look by hand"]),
+    "helper_downsampling_first": (with_helper("make_stage(64, 64, 256, 3, down_first=True)").encode(),
+                                  {"layer2": 0}, ["code added outside the blanks: def make_stage"]),
 }
 
 
