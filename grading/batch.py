@@ -36,7 +36,8 @@ def reference_builds(ref: Reference, limits: Limits) -> dict[str, dict[str, list
         for kind in ("splice", "full"):
             probes = builds[kind].get(blank_id)
             if not probes:
-                raise UserError(f"blank {blank_id} has no probe: add what it builds to PROBES in grading/fingerprint.py")
+                raise UserError(f"blank {blank_id} has no probe: add what it builds to PROBES in "
+                                "grading/fingerprint.py")
             if any("error" in p or "error" in p.get("output", {}) for p in probes):
                 raise UserError(f"the reference's blank {blank_id} does not build: {probes}"[:500])
     return builds

@@ -43,7 +43,7 @@ def same_build(mine: list[dict] | None, theirs: list[dict] | None) -> bool:
     """Whether two lists of probe fingerprints describe the same modules."""
     if mine is None or theirs is None or len(mine) != len(theirs):
         return False
-    return all(difference(a, b) is None for a, b in zip(mine, theirs))
+    return all(difference(a, b) is None for a, b in zip(mine, theirs, strict=True))
 
 
 def own_part(probes: list[dict] | None, blank_id: str) -> list[dict] | None:
@@ -94,8 +94,9 @@ def output_difference(mine: dict, theirs: dict) -> str | None:
     if any(isinstance(v, str) for v in mine["values"] + theirs["values"]):
         return None if mine["values"] == theirs["values"] else "its output is not finite"
     scale = abs(theirs["values"][1]) + 1e-6
-    if any(not math.isclose(a, b, rel_tol=0, abs_tol=RELATIVE * scale) for a, b in zip(mine["values"],
-                                                                                     theirs["values"])):
+    pairs = zip(mine["values"], theirs["values"], strict=False)
+    if len(mine["values"]) != len(theirs["values"]) or any(
+            not math.isclose(a, b, rel_tol=0, abs_tol=RELATIVE * scale) for a, b in pairs):
         return "the same layers, but with the same weights its output differs (is a forward method changed?)"
     return None
 
@@ -124,7 +125,7 @@ def tree_difference(mine: list[list[str]], theirs: list[list[str]]) -> str:
         return f"it has {len(top_mine)} parts where the reference has {len(top_theirs)}"
     matcher = difflib.SequenceMatcher(None, [describe(r) for r in theirs], [describe(r) for r in mine],
                                       autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+    for op, i1, _, j1, _ in matcher.get_opcodes():
         if op == "replace":
             return f"{describe(mine[j1])} where the reference has {describe(theirs[i1])}"
         if op == "insert":
@@ -138,7 +139,7 @@ def build_note(mine: list[dict] | None, theirs: list[dict] | None) -> str | None
     """One note on how a blank's build differs from the reference's, with the probe it shows in."""
     if mine is None or theirs is None:
         return None
-    for a, b in zip(mine, theirs):
+    for a, b in zip(mine, theirs, strict=False):
         if (why := difference(a, b)) is not None:
             return f"built as {a['label']}, {why}"
     return None

@@ -83,6 +83,9 @@ def cmd_check(args: argparse.Namespace) -> None:
         grades.append(grade)
         if not target.is_dir() or args.details:
             print(report(grade), flush=True)
+        else:
+            print(f"[{len(grades)}/{len(submissions)}] {grade.student}: {grade.total}/{grade.max_total}",
+                  file=sys.stderr, flush=True)
     if target.is_dir():
         print("\n".join(listing(grades)), flush=True)
         print(cost(grades, options, time.perf_counter() - started, args.jobs), file=sys.stderr)

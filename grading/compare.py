@@ -117,7 +117,7 @@ def differences(student: list[object], reference: list[object], limit: int = 4) 
     if len(student) != len(reference):
         notes.append(f"{len(student)} item(s) where the reference has {len(reference)}")
     found: dict[tuple[str, str], list[int]] = {}  # (call name, what differs) -> the items where it does
-    for i, (mine, ref) in enumerate(zip(student, reference), 1):
+    for i, (mine, ref) in enumerate(zip(student, reference, strict=False), 1):
         if isinstance(mine, AssignForm) and isinstance(ref, AssignForm):
             if mine.targets != ref.targets:
                 notes.append(f"assigns to {', '.join(mine.targets)}, the reference to {', '.join(ref.targets)}")
@@ -151,7 +151,7 @@ def classic_mistakes(student: list[object], reference: list[object]) -> list[str
             and [c.name for c in reference if c.arg("stride") == "2"] == ["conv1x1"]):
         notes.append(STRIDE_NOTE)
     if any(mine.name == ref.name == "conv3x3" and (mine.arg("padding"), ref.arg("padding")) == ("0", "1")
-           for mine, ref in zip(student, reference)):
+           for mine, ref in zip(student, reference, strict=True)):
         notes.append(PADDING_NOTE)
     return notes
 

@@ -160,7 +160,8 @@ def folded(node: ast.AST) -> ast.AST:
             return ast.Constant(OPERATORS[type(node.op)](node.operand.value))
         if isinstance(node, ast.Compare) and constant(node.left) and all(map(constant, node.comparators)):
             values = [node.left.value, *(c.value for c in node.comparators)]
-            return ast.Constant(all(OPERATORS[type(op)](a, b) for op, a, b in zip(node.ops, values, values[1:])))
+            pairs = zip(node.ops, values, values[1:], strict=False)
+            return ast.Constant(all(OPERATORS[type(op)](a, b) for op, a, b in pairs))
         if isinstance(node, ast.BoolOp) and all(map(constant, node.values)):
             pick = all if isinstance(node.op, ast.And) else any
             return ast.Constant(pick(v.value for v in node.values))

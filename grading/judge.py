@@ -5,10 +5,10 @@ compare.py) or by what it builds (spliced into the reference's code, see splice.
 as the reference's), unless code outside the blanks changes what the blank builds (then it is charged
 to that blank). An answer written just outside its markers, with the blank left as given, earns its
 points too, and so does an answer that builds the reference's module only with a helper the student
-defined outside the blanks (both are flagged). Every change outside the blanks is flagged for review. A file that does not import (or
-times out, or crashes, or runs out of CPU time or memory) earns 0. The per-layer tests run once, on
-the file as submitted (where a wrong fc fails the shape tests of every layer too); their results are
-reported but do not decide the points.
+defined outside the blanks (both are flagged). Every change outside the blanks is flagged for review.
+A file that does not import (or times out, or crashes, or runs out of CPU time or memory) earns 0.
+The per-layer tests run once, on the file as submitted (where a wrong fc fails the shape tests of
+every layer too); their results are reported but do not decide the points.
 """
 from __future__ import annotations
 

@@ -21,11 +21,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 HERE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path.cwd()
+MAX_FILE = 2**28  # bytes: no file a job writes (its output included) grows past 256 MB
 
 
 def limit_memory(max_bytes: int) -> None:
-    """Cap the address space of this process and of all it starts."""
+    """Cap the address space of this process and of all it starts, and the size of any file they write."""
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE, MAX_FILE))
 
 
 def not_dumpable() -> None:

@@ -20,7 +20,8 @@ HOLLOW_HELPER = f'''
 
 def {HOLLOW}(in_channels, middle_channels, out_channels, stride):
     """Grading stand-in for a block's branch while another blank is graded (two 1x1 convolutions)."""
-    return nn.Sequential(nn.Conv2d(in_channels, middle_channels, 1, stride), nn.Conv2d(middle_channels, out_channels, 1))
+    return nn.Sequential(nn.Conv2d(in_channels, middle_channels, 1, stride),
+                         nn.Conv2d(middle_channels, out_channels, 1))
 '''
 STAND_INS = {  # blank -> the item that stands in for it when another blank is graded
     "stem_conv": "nn.Conv2d(3, 64, 1),",

@@ -174,7 +174,8 @@ def test_skeleton_imports_and_fails_the_per_layer_tests(tmp_path):
     skeleton.write_text(make_skeleton(REFERENCE_TEXT))
     report = tmp_path / "report.xml"
     subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_resnet.py"), "--impl", str(skeleton),
-                    "-q", "-p", "no:cacheprovider", f"--junitxml={report}"], check=False, capture_output=True, timeout=300)
+                    "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
+                   check=False, capture_output=True, timeout=300)
     results = read_junit(report)
     assert results["test_course_alias"][0]  # the skeleton imports cleanly
     assert not any(passed for name, (passed, _) in results.items() if name.startswith("test_layer_shape"))
