@@ -262,6 +262,6 @@ def outside_answer(b: BlankGrade, changes: list[Change], ref: Reference, mine: l
     if not builds_right and not (verdict in ACCEPTED and builds_something):
         return False
     where = next(c.where for c in changes if c.near == b.id and c.kind == "added")
-    b.verdict = verdict if verdict in ACCEPTED else "equivalent"
+    b.verdict, b.answer = verdict if verdict in ACCEPTED else "equivalent", lines
     b.notes = [f"the answer is just outside the markers ({where}); the blank was left as given"]
     return True

@@ -2,8 +2,9 @@
 
 Every note of every blank that lost points, and every review flag, shows in the listing and the CSV,
 not only in the full report. The students' Gradescope results show, before grades are published,
-only each blank's points and hint; the verdicts and notes (which quote the reference) come with
-visibility "after_published", the review flags are for the staff only ("hidden").
+only each blank's points and hint (and, for a file that could not be graded, the kind of problem);
+the verdicts, notes and messages (which may quote the reference, or what the submission printed) come
+with visibility "after_published", the review flags are for the staff only ("hidden").
 """
 from __future__ import annotations
 
@@ -120,5 +121,9 @@ def student_results(grade: Grade) -> dict:
     if grade.review:
         tests.append({"name": "review by staff", "score": 0, "max_score": 0, "visibility": "hidden",
                       "output": "\n".join(grade.review)})
-    output = f"Your file could not be graded: {grade.problem}" if grade.problem else ""
+    output = ""
+    if grade.problem:  # its message may quote what the submission printed or raised: shown after publication
+        output = f"Your file could not be graded: {grade.problem.split(':')[0]}."
+        tests.append({"name": "why it could not be graded", "score": 0, "max_score": 0,
+                      "visibility": "after_published", "output": grade.problem})
     return {"score": grade.total, "output": output, "stdout_visibility": "hidden", "tests": tests}

@@ -132,6 +132,11 @@ def test_students_see_hints_not_notes():
     assert [t["output"] for t in visible] == ["passed", "not yet right. Hint: hint"]
     assert {t["visibility"] for t in results["tests"] if "note" in t["output"]} == {"after_published"}
     assert next(t for t in results["tests"] if t["name"] == "review by staff")["visibility"] == "hidden"
+    broken = grades()[1]
+    broken.problem = "did not import: RuntimeError line 3: class ResNet50(nn.Module): ..."  # what it raised
+    results = student_results(broken)
+    assert results["output"] == "Your file could not be graded: did not import."
+    assert next(t for t in results["tests"] if t["output"] == broken.problem)["visibility"] == "after_published"
 
 
 def test_the_sandbox_never_sees_the_project():
