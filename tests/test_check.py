@@ -73,7 +73,7 @@ def test_spec_table_matches_the_tests_and_the_hints():
     assert f"{check.PARAMETERS:_}" in TESTS_TEXT and f"{check.NUM_CLASSES})" in TESTS_TEXT
     parametrized = {tuple(args[:3]) for args in re.findall(r'"in_ch,mid,out,size", (\[.*?\])\)', TESTS_TEXT)
                     for args in ast.literal_eval(args)}
-    for (c_in, middle, out, down), size, params in check.BLOCKS.values():
+    for (c_in, middle, out, down), _size, params in check.BLOCKS.values():
         assert (c_in, middle, out) in parametrized
         call = f"ResidualBlock({c_in}, {middle}, {out}{', downsample=True' if down else ''})) == {params:_}"
         assert call in TESTS_TEXT
