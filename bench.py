@@ -64,21 +64,32 @@ def course_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, d
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Measure training and evaluation throughput (images/s) on synthetic CIFAR-sized data.")
-    parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture to measure (default: resnet50)")
-    parser.add_argument("--batch-size", type=common.positive_int, default=100, help="training batch size, as main.py (default: 100)")
-    parser.add_argument("--steps", type=common.positive_int, default=6, help="training steps timed in each repeat (default: 6)")
-    parser.add_argument("--repeats", type=common.positive_int, default=3, help="repeats of each measurement; the median is reported (default: 3)")
-    parser.add_argument("--eval-images", type=common.positive_int, default=3000, help="images per evaluation repeat (default: 3000)")
+    parser = argparse.ArgumentParser(description="Measure training and evaluation throughput (images/s) "
+                                     "on synthetic CIFAR-sized data.")
+    parser.add_argument("--model", choices=utils.MODELS, default="resnet50",
+                        help="architecture to measure (default: resnet50)")
+    parser.add_argument("--batch-size", type=common.positive_int, default=100,
+                        help="training batch size, as main.py (default: 100)")
+    parser.add_argument("--steps", type=common.positive_int, default=6,
+                        help="training steps timed in each repeat (default: 6)")
+    parser.add_argument("--repeats", type=common.positive_int, default=3,
+                        help="repeats of each measurement; the median is reported (default: 3)")
+    parser.add_argument("--eval-images", type=common.positive_int, default=3000,
+                        help="images per evaluation repeat (default: 3000)")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
     parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
-    parser.add_argument("--accuracy-check", metavar="DATA_DIR", help="instead of timing: train the same initial model both ways "
-                        "on real images (DATA_DIR/train, tested on DATA_DIR/test) and print both test accuracies")
-    parser.add_argument("--check-classes", default="airplane,automobile,bird", help="classes of the accuracy check (default: airplane,automobile,bird)")
-    parser.add_argument("--check-images", type=common.positive_int, default=3000, help="training images of the accuracy check (default: 3000)")
-    parser.add_argument("--check-epochs", type=common.positive_int, default=3, help="epochs of the accuracy check (default: 3)")
-    parser.add_argument("--check-seeds", type=common.positive_int, default=3, help="seeds (initial weights, order, augmentation) of the check (default: 3)")
+    parser.add_argument("--accuracy-check", metavar="DATA_DIR",
+                        help="instead of timing: train the same initial model both ways on real images "
+                        "(DATA_DIR/train, tested on DATA_DIR/test) and print both test accuracies")
+    parser.add_argument("--check-classes", default="airplane,automobile,bird",
+                        help="classes of the accuracy check (default: airplane,automobile,bird)")
+    parser.add_argument("--check-images", type=common.positive_int, default=3000,
+                        help="training images of the accuracy check (default: 3000)")
+    parser.add_argument("--check-epochs", type=common.positive_int, default=3,
+                        help="epochs of the accuracy check (default: 3)")
+    parser.add_argument("--check-seeds", type=common.positive_int, default=3,
+                        help="seeds (initial weights, order, augmentation) of the check (default: 3)")
     return parser.parse_args(argv)
 
 
@@ -125,7 +136,8 @@ def accuracy_check(args, device) -> None:
                 train_config, eval_config = train_choice.config, eval_choice.config
                 train_data = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=seed)
                 test_data = utils.Batches(test_images, test_labels, EVAL_BATCH_SIZE, device, train=False)
-                train_data.channels_last, test_data.channels_last = train_config.channels_last, eval_config.channels_last
+                train_data.channels_last = train_config.channels_last
+                test_data.channels_last = eval_config.channels_last
             model = speed.prepare(model, device, train_config)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=MOMENTUM, weight_decay=5e-4)
             for epoch in range(1, args.check_epochs + 1):
@@ -157,7 +169,8 @@ def timed_path(args, device, images, labels, train_config: speed.Config, eval_co
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=MOMENTUM)
 
     def train() -> None:
-        train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, 1, 1, config=train_config, quiet=True)
+        train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, 1, 1, config=train_config,
+                        quiet=True)
 
     train_rate = median_rate(n_train, train, args.repeats)
     model = speed.prepare(model, device, eval_config)
@@ -172,8 +185,8 @@ def main(argv=None) -> None:
     if args.accuracy_check:
         return accuracy_check(args, device)
     name = speed.device_name(device)
-    print(f"Benchmark: {args.model}, batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, device {device} "
-          f"({name}), {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+    print(f"Benchmark: {args.model}, batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, "
+          f"device {device} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
     train_choice = speed.choose(args.model, 10, args.batch_size, True, device, args.precision, args.retune)
     eval_choice = speed.choose(args.model, 10, EVAL_BATCH_SIZE, False, device, args.precision, args.retune)
     print(f"{train_choice.line()}\n{eval_choice.line()}", flush=True)
@@ -191,13 +204,14 @@ def main(argv=None) -> None:
     precision = train_choice.config.precision if train_choice.config.precision == eval_choice.config.precision else \
         f"{train_choice.config.precision}-train,{eval_choice.config.precision}-eval"
     print(f"\n| path | training images/s | evaluation images/s (batch {EVAL_BATCH_SIZE}) |\n|---|---|---|\n"
-          f"| the course's (fp32 NCHW eager, PIL transforms, DataLoader) | {train_baseline:.1f} | {eval_baseline:.0f} |\n"
+          f"| the course's (fp32 NCHW eager, PIL transforms, DataLoader) | {train_baseline:.1f} | "
+          f"{eval_baseline:.0f} |\n"
           f"| chosen here: {train_choice.config.describe()} / {eval_choice.config.describe()} | {train_fast:.1f} | "
           f"{eval_fast:.0f} |\n")
     print(f"cpu={name.replace(' ', '_')} precision={precision} train_baseline_img_s={train_baseline:.1f} "
           f"train_img_s={train_fast:.1f} train_speedup={train_fast / train_baseline:.2f} "
-          f"eval_baseline_img_s={eval_baseline:.0f} eval_img_s={eval_fast:.0f} eval_speedup={eval_fast / eval_baseline:.2f} "
-          f"peak_rss_gb={peak_rss_gb:.2f}")
+          f"eval_baseline_img_s={eval_baseline:.0f} eval_img_s={eval_fast:.0f} "
+          f"eval_speedup={eval_fast / eval_baseline:.2f} peak_rss_gb={peak_rss_gb:.2f}")
 
 
 if __name__ == "__main__":

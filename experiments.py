@@ -28,8 +28,10 @@ THREE_CLASSES = ("airplane", "automobile", "bird")
 THREE_CLASS_EPOCHS = {"vgg16": 20, "resnet50-cifar": 15}  # model -> the report's epochs
 SCRATCH_EPOCHS = 20
 COURSE_EPOCHS = 1
-# The reports' recipe: SGD lr 1e-2, momentum 0.9 (no Nesterov), weight decay 5e-4, constant lr, no label smoothing, batch 128.
-RECIPE = ["--lr", "0.01", "--no-nesterov", "--weight-decay", "5e-4", "--schedule", "constant", "--label-smoothing", "0", "--batch-size", "128"]
+# The reports' recipe: SGD lr 1e-2, momentum 0.9 (no Nesterov), weight decay 5e-4, constant lr, no label smoothing,
+# batch 128.
+RECIPE = ["--lr", "0.01", "--no-nesterov", "--weight-decay", "5e-4", "--schedule", "constant", "--label-smoothing", "0",
+          "--batch-size", "128"]
 REPORTED = {"vgg16": "93 % (20 epochs, 111 s on a GPU)", "resnet50-cifar": "89.1 % (15 epochs, 2 min 46 s on a GPU)",
             "scratch": "40 % after 20 epochs", "pretrained": "82 % after 20 epochs", "course": "82.4-83.0 % (1 epoch)"}
 MODEL_NAMES = {"vgg16": "VGG16-BN", "resnet50-cifar": "ResNet-50, CIFAR stem", "resnet50": "ResNet-50 (assignment)"}
@@ -49,7 +51,8 @@ def describe_device(name: str | None) -> str:
 def epochs_cell(done: int, requested: int, reported: int) -> str:
     """'20 of 20 epochs', or says plainly that a run is shorter than the report's or unfinished."""
     if done < requested:
-        return f"{done} of {requested} epochs (unfinished: run the same command again to resume; the report ran {reported})"
+        return (f"{done} of {requested} epochs (unfinished: run the same command again to resume; "
+                f"the report ran {reported})")
     if requested < reported:
         return f"{done} of {reported} epochs (shortened with --epochs {requested}: not the report's run)"
     if requested > reported:
@@ -76,9 +79,12 @@ def load_train(data_dir: str | None, classes: tuple[str, ...]) -> tuple[torch.Te
 
 # ------------------------------------------------------------ runs and figures
 
-def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int, reported: int, args, extra: list[str]) -> None:
-    """train.py's main() into `run` (resuming when run/last.pt exists), recording what was run in run/experiment.json."""
-    argv = ["--model", model, "--epochs", str(requested), "--out", str(run), *RECIPE, "--val-per-class", str(args.val_per_class), *extra]
+def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int, reported: int, args,
+                 extra: list[str]) -> None:
+    """train.py's main() into `run` (resuming when run/last.pt exists), recording what was run in
+    run/experiment.json."""
+    argv = ["--model", model, "--epochs", str(requested), "--out", str(run), *RECIPE,
+            "--val-per-class", str(args.val_per_class), *extra]
     if classes != utils.CIFAR10_CLASSES:
         argv += ["--classes", ",".join(classes)]
     if args.data_dir:
@@ -92,10 +98,14 @@ def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int
         print(f"{run} already holds a run: resuming it (train.py refuses if the recipe changed).", flush=True)
     labels = load_train(args.data_dir, classes)[1]
     info = read_json(run / "experiment.json", {}) if resuming else {}
-    info.update(model=model, classes=list(classes), parameters=sum(p.numel() for p in utils.build_model(model, len(classes)).parameters()),
-                epochs_requested=requested, epochs_reported=reported, data_dir=args.data_dir or "CIFAR-10 via torchvision",
-                train_images=len(labels) - args.val_per_class * len(classes), validation_images=args.val_per_class * len(classes),
-                devices=sorted(set(info.get("devices", [])) | {describe_device(args.device)}), command="python train.py " + " ".join(argv))
+    info.update(model=model, classes=list(classes),
+                parameters=sum(p.numel() for p in utils.build_model(model, len(classes)).parameters()),
+                epochs_requested=requested, epochs_reported=reported,
+                data_dir=args.data_dir or "CIFAR-10 via torchvision",
+                train_images=len(labels) - args.val_per_class * len(classes),
+                validation_images=args.val_per_class * len(classes),
+                devices=sorted(set(info.get("devices", [])) | {describe_device(args.device)}),
+                command="python train.py " + " ".join(argv))
     if not resuming:  # before training, so that an interrupted run is described too
         common.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
     print(f"== {info['command']}", flush=True)
@@ -113,18 +123,22 @@ def predict(model: torch.nn.Module, arch: str, classes: tuple[str, ...], images:
 
 
 def write_run_figures(run: Path, data_dir: str | None, device_name: str | None, precision: str = "auto") -> list[Path]:
-    """history.png and history.csv of a train.py run, and predictions.png and confusion.png of its best.pt on its validation split."""
+    """history.png and history.csv of a train.py run, and predictions.png and confusion.png of its best.pt on its
+    validation split."""
     history = read_json(run / "history.json", [])
     if not history or not (run / "best.pt").is_file():
-        raise common.UserError(f"{run} holds no finished epoch (history.json and best.pt): give a folder written by train.py or experiments.py.")
+        raise common.UserError(f"{run} holds no finished epoch (history.json and best.pt): "
+                               "give a folder written by train.py or experiments.py.")
     state = utils.load_checkpoint(run / "best.pt")
     recipe, classes, arch = state.get("recipe", {}), tuple(state["classes"]), state["arch"]
     if "val_per_class" not in recipe:
-        raise common.UserError(f"{run / 'best.pt'} does not say which images were held out for validation; it was not written by train.py.")
+        raise common.UserError(f"{run / 'best.pt'} does not say which images were held out for validation; "
+                               "it was not written by train.py.")
     history = train.whole_history(state, history)
     stages = f", {len(state['stages']) + 1} stages" if state.get("stages") else ""
     title = f"{MODEL_NAMES.get(arch, arch)}, {len(classes)} classes ({run.name}{stages})"
-    paths = [plots.plot_history(history, run / "history.png", title), plots.save_history_csv(history, run / "history.csv")]
+    paths = [plots.plot_history(history, run / "history.png", title),
+             plots.save_history_csv(history, run / "history.csv")]
 
     images, labels = load_train(data_dir, classes)
     index = utils.validation_indices(labels, recipe["val_per_class"], recipe["split_seed"])
@@ -138,7 +152,8 @@ def write_run_figures(run: Path, data_dir: str | None, device_name: str | None, 
         print(f"warning: best.pt scores {accuracy:.2f} % here but {state['accuracy']:.2f} % when it was saved: "
               f"is --data-dir the folder the run was trained with?", flush=True)
     grid = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:GRID_SIZE]
-    paths.append(plots.plot_predictions(images[grid], labels[grid], predictions[grid], classes, run / "predictions.png"))
+    paths.append(plots.plot_predictions(images[grid], labels[grid], predictions[grid], classes,
+                                        run / "predictions.png"))
     paths.append(plots.plot_confusion(labels, predictions, classes, run / "confusion.png"))
     print(f"Figures of {run} (best epoch {state['epoch']}, {accuracy:.2f} % on {len(labels)} validation images): "
           + ", ".join(p.name for p in paths), flush=True)
@@ -160,13 +175,15 @@ def run_row(run: Path, name: str, reported: str) -> tuple[list[str], bool] | Non
 
 
 def write_results(out: Path, title: str, intro: str, rows: list[tuple[list[str], bool]], first_column: str) -> Path:
-    """results.md: a title, what was run, and the table (with a warning when any run is short of the report's epochs)."""
+    """results.md: a title, what was run, and the table (with a warning when any run is short of the report's
+    epochs)."""
     rows = [row for row in rows if row]
-    header = [first_column, "parameters", "train / validation images", "epochs run", "validation accuracy after epoch 1",
-              "best validation accuracy", "training time (epochs incl. validation) on this machine", "the report"]
+    header = [first_column, "parameters", "train / validation images", "epochs run",
+              "validation accuracy after epoch 1", "best validation accuracy",
+              "training time (epochs incl. validation) on this machine", "the report"]
     short = any(is_short for _, is_short in rows)
-    warning = ("\n**Shorter than the report's runs** (see \"epochs run\"): these numbers are not the report's experiment "
-               "and must not be quoted as such.\n") if short else ""
+    warning = ("\n**Shorter than the report's runs** (see \"epochs run\"): these numbers are not the report's "
+               "experiment and must not be quoted as such.\n") if short else ""
     text = f"# {title}\n\n{intro}\n{warning}\n{markdown_table(header, [row for row, _ in rows])}"
     path = common.write_atomically(out / "results.md", text.encode())
     print(f"\n{text}\nWrote {path}", flush=True)
@@ -179,16 +196,20 @@ def three_class(args) -> None:
     """VGG16-BN (20 epochs) and the CIFAR-stem ResNet-50 (15 epochs) on airplane, automobile, bird."""
     out = Path(args.out or "runs/three-class")
     for model in args.models:
-        run_training(out / model, model, THREE_CLASSES, args.epochs or THREE_CLASS_EPOCHS[model], THREE_CLASS_EPOCHS[model], args, [])
+        run_training(out / model, model, THREE_CLASSES, args.epochs or THREE_CLASS_EPOCHS[model],
+                     THREE_CLASS_EPOCHS[model], args, [])
         write_run_figures(out / model, args.data_dir, args.device, args.precision)
-    done = {model: read_json(out / model / "history.json") for model in THREE_CLASS_EPOCHS if (out / model / "history.json").is_file()}
+    done = {model: read_json(out / model / "history.json") for model in THREE_CLASS_EPOCHS
+            if (out / model / "history.json").is_file()}
     if len(done) > 1:
-        plots.plot_comparison({MODEL_NAMES[m]: h for m, h in done.items()}, out / "comparison.png", "3 classes: validation accuracy")
+        plots.plot_comparison({MODEL_NAMES[m]: h for m, h in done.items()}, out / "comparison.png",
+                              "3 classes: validation accuracy")
     rows = [run_row(out / model, f"{MODEL_NAMES[model]} (`{model}`)", REPORTED[model]) for model in THREE_CLASS_EPOCHS]
     write_results(out, "Three classes: VGG16-BN vs CIFAR-stem ResNet-50",
-                  f"Classes {', '.join(THREE_CLASSES)} (labels 0, 1, 2); validation = {args.val_per_class} training images per class "
-                  "held out (seed 0). Recipe: SGD lr 0.01, momentum 0.9 (no Nesterov), weight decay 5e-4, constant lr, no label smoothing, "
-                  "random crop + flip, batch 128. (The report trained on all 15,000 training images and measured on 3,000 held out.)",
+                  f"Classes {', '.join(THREE_CLASSES)} (labels 0, 1, 2); validation = {args.val_per_class} "
+                  "training images per class held out (seed 0). Recipe: SGD lr 0.01, momentum 0.9 (no Nesterov), "
+                  "weight decay 5e-4, constant lr, no label smoothing, random crop + flip, batch 128. "
+                  "(The report trained on all 15,000 training images and measured on 3,000 held out.)",
                   rows, "model")
 
 
@@ -197,9 +218,10 @@ def check_pretrained(path: str, val_per_class: int) -> None:
     recipe = utils.load_checkpoint(path).get("recipe", {})
     held_out = (recipe.get("val_per_class"), recipe.get("split_seed"))
     if held_out != (val_per_class, 0):
-        raise common.UserError(f"{path} was trained with {held_out[0]} images per class held out (split seed {held_out[1]}), not "
-                              f"{val_per_class} (seed 0), so it may have seen this comparison's validation images. "
-                              "Pass the matching --val-per-class, or a checkpoint made by train.py.")
+        raise common.UserError(f"{path} was trained with {held_out[0]} images per class held out "
+                               f"(split seed {held_out[1]}), not {val_per_class} (seed 0), so it may have seen this "
+                               "comparison's validation images. Pass the matching --val-per-class, or a checkpoint "
+                               "made by train.py.")
 
 
 def scratch_vs_pretrained(args) -> None:
@@ -211,12 +233,14 @@ def scratch_vs_pretrained(args) -> None:
         run_training(out / name, "resnet50", utils.CIFAR10_CLASSES, epochs, SCRATCH_EPOCHS, args, extra)
         write_run_figures(out / name, args.data_dir, args.device, args.precision)
     plots.plot_comparison({name: read_json(out / name / "history.json") for name in ("scratch", "pretrained")},
-                          out / "comparison.png", "ResNet-50 on CIFAR-10: from scratch vs from the pretrained checkpoint")
+                          out / "comparison.png",
+                          "ResNet-50 on CIFAR-10: from scratch vs from the pretrained checkpoint")
     rows = [run_row(out / "scratch", "from scratch (random weights)", REPORTED["scratch"]),
             run_row(out / "pretrained", f"from `{args.checkpoint}`", REPORTED["pretrained"])]
     write_results(out, "ResNet-50: from scratch vs pretrained",
-                  f"The assignment's ResNet-50, 10 classes, validation = {args.val_per_class} training images per class held out "
-                  "(seed 0: with the full training split as --data-dir, the images the checkpoint never trained on). Same recipe for both: SGD lr 0.01, momentum 0.9 "
+                  f"The assignment's ResNet-50, 10 classes, validation = {args.val_per_class} training images "
+                  "per class held out (seed 0: with the full training split as --data-dir, the images the checkpoint "
+                  "never trained on). Same recipe for both: SGD lr 0.01, momentum 0.9 "
                   "(no Nesterov), weight decay 5e-4, constant lr, no label smoothing, random crop + flip, batch 128. "
                   "Curves: comparison.png.", rows, "run")
 
@@ -225,7 +249,8 @@ def course_run(args) -> None:
     """The course's own run: main.py with Adam at lr 1e-3 for 1 epoch from the checkpoint, then the test accuracy."""
     out = Path(args.out or "runs/course-run")
     if (out / "results.md").exists():
-        raise common.UserError(f"{out} already holds a course run ({out / 'results.md'}): delete the folder or choose another --out.")
+        raise common.UserError(f"{out} already holds a course run ({out / 'results.md'}): "
+                               "delete the folder or choose another --out.")
     epochs = args.epochs or COURSE_EPOCHS
     weights = out / "resnet50_finetuned.pt"
     argv = ["--optimizer", "adam", "--lr", "1e-3", "--epochs", str(epochs), "--out", str(weights)]
@@ -241,11 +266,13 @@ def course_run(args) -> None:
     accuracy = utils.load_checkpoint(weights)["accuracy"]
     test_images = len(utils.load_split("test", args.data_dir)[1])
     header = ["run", "epochs run", "test images", "test accuracy", "wall time (data loading included)", "the course"]
-    row = [f"`{command}`", epochs_cell(epochs, epochs, COURSE_EPOCHS), f"{test_images:,} ({args.data_dir or 'CIFAR-10 test set'})",
-           f"{accuracy:.2f} %", f"{common.format_seconds(seconds)} on {describe_device(args.device)}", REPORTED["course"]]
+    row = [f"`{command}`", epochs_cell(epochs, epochs, COURSE_EPOCHS),
+           f"{test_images:,} ({args.data_dir or 'CIFAR-10 test set'})", f"{accuracy:.2f} %",
+           f"{common.format_seconds(seconds)} on {describe_device(args.device)}", REPORTED["course"]]
     note = "\n**Not the course's 1-epoch run** (see \"epochs run\").\n" if epochs != COURSE_EPOCHS else ""
-    text = (f"# The course's run: Adam, lr 1e-3, from the pretrained checkpoint\n\nBatch 100, random crop + flip, trained on the "
-            f"whole training split of --data-dir and tested on its test split (the course: CIFAR-10's 10,000 test images).\n"
+    text = (f"# The course's run: Adam, lr 1e-3, from the pretrained checkpoint\n\nBatch 100, random crop + flip, "
+            f"trained on the whole training split of --data-dir and tested on its test split "
+            f"(the course: CIFAR-10's 10,000 test images).\n"
             f"{note}\n{markdown_table(header, [row])}")
     path = common.write_atomically(out / "results.md", text.encode())
     print(f"\n{text}\nWrote {path}", flush=True)
@@ -261,45 +288,59 @@ def figures(args) -> None:
 
 def add_common(parser: argparse.ArgumentParser, epochs_help: str, out: str) -> None:
     """The flags every experiment takes."""
-    parser.add_argument("--epochs", type=common.positive_int, help=f"{epochs_help}; fewer makes a shortened run, and the table says so")
-    parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ (default: download into data/)")
+    parser.add_argument("--epochs", type=common.positive_int,
+                        help=f"{epochs_help}; fewer makes a shortened run, and the table says so")
+    parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ "
+                        "(default: download into data/)")
     parser.add_argument("--out", help=f"folder for the runs, figures and results.md (default: {out})")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Run one of the reports' experiments and write its figures and results table. "
-                                     "Running a command again resumes its unfinished runs.")
+    parser = argparse.ArgumentParser(description="Run one of the reports' experiments and write its figures and "
+                                     "results table. Running a command again resumes its unfinished runs.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("three-class", help="VGG16-BN vs CIFAR-stem ResNet-50 on airplane, automobile, bird",
-                            description="VGG16-BN (20 epochs) and the CIFAR-stem ResNet-50 (15 epochs) on 3 classes, the reports' recipe.")
-    add_common(p, "epochs for every model (default: the report's, 20 for vgg16 and 15 for resnet50-cifar)", "runs/three-class")
+                            description="VGG16-BN (20 epochs) and the CIFAR-stem ResNet-50 (15 epochs) on 3 classes, "
+                            "the reports' recipe.")
+    add_common(p, "epochs for every model (default: the report's, 20 for vgg16 and 15 for resnet50-cifar)",
+               "runs/three-class")
     p.add_argument("--models", nargs="+", choices=list(THREE_CLASS_EPOCHS), default=list(THREE_CLASS_EPOCHS),
                    help="models to train (default: both); the table lists every model already run in --out")
     p.add_argument("--val-per-class", type=common.positive_int, default=1000,
-                   help="training images per class held out for validation (default: 1000: 12,000 train / 3,000 validation)")
+                   help="training images per class held out for validation "
+                   "(default: 1000: 12,000 train / 3,000 validation)")
     p.set_defaults(handler=three_class)
 
-    p = commands.add_parser("scratch-vs-pretrained", help="the assignment's ResNet-50 from scratch vs from the pretrained checkpoint",
-                            description="ResNet-50 (resnet.py) from random weights and from the checkpoint, same recipe and epochs.")
+    p = commands.add_parser("scratch-vs-pretrained",
+                            help="the assignment's ResNet-50 from scratch vs from the pretrained checkpoint",
+                            description="ResNet-50 (resnet.py) from random weights and from the checkpoint, "
+                            "same recipe and epochs.")
     add_common(p, f"epochs of each run (default: the report's {SCRATCH_EPOCHS})", "runs/scratch-vs-pretrained")
-    p.add_argument("--checkpoint", default="checkpoints/resnet50_cifar10.pt", help="pretrained weights (default: checkpoints/resnet50_cifar10.pt)")
+    p.add_argument("--checkpoint", default="checkpoints/resnet50_cifar10.pt",
+                   help="pretrained weights (default: checkpoints/resnet50_cifar10.pt)")
     p.add_argument("--val-per-class", type=common.positive_int, default=500,
                    help="training images per class held out for validation; must be the checkpoint's (default: 500)")
     p.set_defaults(handler=scratch_vs_pretrained)
 
-    p = commands.add_parser("course-run", help="main.py --optimizer adam --lr 1e-3: the course's 1-epoch fine-tuning, then the test accuracy",
-                            description="The course's run: fine-tune the pretrained ResNet-50 with Adam (lr 1e-3), then test it.")
+    p = commands.add_parser("course-run", help="main.py --optimizer adam --lr 1e-3: the course's 1-epoch fine-tuning, "
+                            "then the test accuracy",
+                            description="The course's run: fine-tune the pretrained ResNet-50 with Adam (lr 1e-3), "
+                            "then test it.")
     add_common(p, f"fine-tuning epochs (default: the course's {COURSE_EPOCHS})", "runs/course-run")
-    p.add_argument("--checkpoint", help="pretrained weights (default: main.py's, checkpoints/resnet50_cifar10.pt next to main.py)")
+    p.add_argument("--checkpoint",
+                   help="pretrained weights (default: main.py's, checkpoints/resnet50_cifar10.pt next to main.py)")
     p.set_defaults(handler=course_run)
 
     p = commands.add_parser("figures", help="(re)make the figures of run folders (history.json and best.pt)",
-                            description="Write history.png, history.csv, predictions.png and confusion.png into each run folder.")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder written by train.py or experiments.py, e.g. runs/three-class/vgg16")
-    p.add_argument("--data-dir", help="the --data-dir the run was trained with (its validation split is re-made from it)")
+                            description="Write history.png, history.csv, predictions.png and confusion.png "
+                            "into each run folder.")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="a run folder written by train.py or experiments.py, e.g. runs/three-class/vgg16")
+    p.add_argument("--data-dir",
+                   help="the --data-dir the run was trained with (its validation split is re-made from it)")
     p.add_argument("--device", help=utils.DEVICE_HELP)
     p.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
     p.set_defaults(handler=figures)

@@ -22,12 +22,15 @@ WEIGHT_DECAY = 5e-4  # SGD's; gentle on a converged model
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Fine-tune a pretrained model on CIFAR-10 and report its test accuracy, "
-                                     "as in the course assignment.")
+    parser = argparse.ArgumentParser(description="Fine-tune a pretrained model on CIFAR-10 and report its test "
+                                     "accuracy, as in the course assignment.")
     parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture (default: resnet50)")
-    parser.add_argument("--checkpoint", help="pretrained weights to start from (default: checkpoints/<model>_cifar10.pt)")
-    parser.add_argument("--no-pretrained", action="store_true", help="start from random weights instead of a checkpoint")
-    parser.add_argument("--epochs", type=common.natural_int, default=1, help="fine-tuning epochs; 0 only evaluates (default: 1)")
+    parser.add_argument("--checkpoint",
+                        help="pretrained weights to start from (default: checkpoints/<model>_cifar10.pt)")
+    parser.add_argument("--no-pretrained", action="store_true",
+                        help="start from random weights instead of a checkpoint")
+    parser.add_argument("--epochs", type=common.natural_int, default=1,
+                        help="fine-tuning epochs; 0 only evaluates (default: 1)")
     parser.add_argument("--batch-size", type=common.positive_int, default=100,
                         help="mini-batch size (default: 100, as in the course)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
@@ -56,7 +59,8 @@ def load_model(args, classes):
     """The model with its pretrained weights (or random ones); prints one line on what was loaded."""
     model = utils.build_model(args.model, len(classes))
     if args.no_pretrained:
-        print(f"Model: {args.model} from random weights (--no-pretrained): this is training from scratch, not fine-tuning.")
+        print(f"Model: {args.model} from random weights (--no-pretrained): "
+              "this is training from scratch, not fine-tuning.")
         return model, {}
     path = Path(args.checkpoint or CHECKPOINT_DIR / f"{args.model}_cifar10.pt")
     if not path.is_file():
@@ -132,7 +136,8 @@ def main(argv=None) -> None:
         train_batches.channels_last = choice.config.channels_last
         optimizer = build_optimizer(model, args.optimizer, args.lr, WEIGHT_DECAY)
         for epoch in range(1, args.epochs + 1):
-            train_one_epoch(model, train_batches, optimizer, criterion, device, epoch, args.epochs, config=choice.config)
+            train_one_epoch(model, train_batches, optimizer, criterion, device, epoch, args.epochs,
+                            config=choice.config)
     choice = speed.choose(args.model, len(classes), EVAL_BATCH_SIZE, False, device, args.precision, args.retune)
     print(choice.line(), flush=True)
     model = speed.prepare(model, device, choice.config)
@@ -144,7 +149,8 @@ def main(argv=None) -> None:
         recipe = {"finetuned_from": str(meta["path"]) if meta else None, "epochs": args.epochs,
                   "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
                   "precision": args.precision}
-        utils.save_checkpoint(out_path, model, {"arch": args.model, "num_classes": len(classes), "classes": list(classes),
+        utils.save_checkpoint(out_path, model, {"arch": args.model, "num_classes": len(classes),
+                                                "classes": list(classes),
                                                 "epoch": trained_epochs(meta) + args.epochs, "accuracy": accuracy,
                                                 "accuracy_split": "test", "recipe": recipe})
         print(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to {out_path}")

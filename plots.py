@@ -12,8 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # draw into files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from utils import UserError, write_atomically  # noqa: E402
 
@@ -55,7 +55,7 @@ def plot_history(history: list[dict], path, title: str) -> Path:
     check_history(history)
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for ax, kind in zip(axes, ("loss", "accuracy")):
+    for ax, kind in zip(axes, ("loss", "accuracy"), strict=True):
         for split, style in (("train", "o-"), ("val", "s-")):
             key = f"{split}_{kind}"
             if all(key in row for row in history):
@@ -90,16 +90,19 @@ def plot_predictions(images_uint8, true, pred, class_names, path, columns: int =
     """A grid of images (N, 3, 32, 32) titled with true and predicted class; wrong ones in red."""
     images, true, pred = as_array(images_uint8), as_array(true), as_array(pred)
     if images.ndim != 4 or images.shape[1] != 3 or not len(images) == len(true) == len(pred):
-        raise UserError(f"plot_predictions needs images (N, 3, H, W) and N labels and predictions; got {images.shape}, {len(true)}, {len(pred)}.")
+        raise UserError(f"plot_predictions needs images (N, 3, H, W) and N labels and predictions; "
+                        f"got {images.shape}, {len(true)}, {len(pred)}.")
     columns = min(columns, len(images))
     rows = math.ceil(len(images) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 0.4 + 1.9 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 0.4 + 1.9 * rows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, t, p in zip(axes.flat, images, true, pred):
+    for ax, image, t, p in zip(axes.flat, images, true, pred, strict=False):  # the grid may have spare cells
         ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
         wrong = int(t) != int(p)
-        ax.set_title(f"true: {class_names[int(t)]}\npred: {class_names[int(p)]}", fontsize=8, color="red" if wrong else "black")
+        ax.set_title(f"true: {class_names[int(t)]}\npred: {class_names[int(p)]}", fontsize=8,
+                     color="red" if wrong else "black")
         if wrong:  # a red frame as well as the red title
             ax.axis("on")
             ax.set_xticks([])

@@ -19,10 +19,14 @@ from common import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Hold out a class-balanced part of CIFAR-10's training images as a test split.")
-    parser.add_argument("--source", default="data/cifar10-jpg", help="folder holding train/<class>/ images (default: data/cifar10-jpg)")
-    parser.add_argument("--out", default="data/cifar10-split", help="new folder to write train/ and test/ into (default: data/cifar10-split)")
-    parser.add_argument("--val-per-class", type=utils.positive_int, default=500, help="images per class to hold out (default: 500, as train.py)")
+    parser = argparse.ArgumentParser(description="Hold out a class-balanced part of CIFAR-10's training images "
+                                     "as a test split.")
+    parser.add_argument("--source", default="data/cifar10-jpg",
+                        help="folder holding train/<class>/ images (default: data/cifar10-jpg)")
+    parser.add_argument("--out", default="data/cifar10-split",
+                        help="new folder to write train/ and test/ into (default: data/cifar10-split)")
+    parser.add_argument("--val-per-class", type=utils.positive_int, default=500,
+                        help="images per class to hold out (default: 500, as train.py)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed that picks them (default: 0, as train.py)")
     return parser.parse_args(argv)
 
@@ -39,7 +43,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     source, out = Path(args.source) / "train", Path(args.out)
     if not source.is_dir():
-        raise utils.UserError(f"{source} not found: --source must hold train/<class>/ images (extract the archive first).")
+        raise utils.UserError(f"{source} not found: --source must hold train/<class>/ images "
+                              "(extract the archive first).")
     if out.exists():
         raise utils.UserError(f"{out} already exists; remove it or choose another --out.")
     items = utils.list_image_folder(source)

@@ -51,7 +51,8 @@ class Bottleneck(nn.Module):
         # torchvision's name; in layer1's first block it only widens 64 -> 256, at stride 1
         self.downsample = None
         if stride != 1 or in_channels != out_channels:
-            self.downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride, bias=True), nn.BatchNorm2d(out_channels))
+            self.downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride, bias=True),
+                                            nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)

@@ -73,7 +73,8 @@ def use_matmul_for_1x1_convs(model: nn.Module) -> nn.Module:
     Done by changing each module's class, so the student's resnet.py stays free of speed tricks.
     """
     for module in model.modules():
-        if type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.padding == (0, 0) and module.groups == 1:
+        if (type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.padding == (0, 0)
+                and module.groups == 1):
             module.__class__ = MatmulConv1x1
     return model
 
@@ -150,7 +151,8 @@ def hardware() -> dict:
         fields = {key.strip(): value.strip() for key, value in fields.items()}
         flags = set(fields.get("flags", "").split())
         facts |= {"vendor": fields.get("vendor_id"), "family": fields.get("cpu family"), "model": fields.get("model"),
-                  "cpu": fields.get("model name"), "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
+                  "cpu": fields.get("model name"), "avx512_bf16": "avx512_bf16" in flags,
+                  "amx_bf16": "amx_bf16" in flags}
     except OSError:  # not Linux: the processor string is the best we have
         facts["cpu"] = platform.processor() or platform.machine()
     return facts
@@ -267,6 +269,7 @@ def choose(arch: str, num_classes: int, batch_size: int, training: bool, device:
         rates[config.describe()] = images_per_second(model, config, batch_size, training, device, too_slow=10 / best)
     fastest = max(options, key=lambda config: rates[config.describe()])
     speedup = rates[fastest.describe()] / baseline
-    choices[key] = {"config": asdict(fastest), "speedup": speedup, "rates": rates, "measured": time.strftime("%Y-%m-%d")}
+    choices[key] = {"config": asdict(fastest), "speedup": speedup, "rates": rates,
+                    "measured": time.strftime("%Y-%m-%d")}
     write_cache(choices)
     return Choice(fastest, training, speedup, f"measured in {time.perf_counter() - started:.1f} s", rates, skipped)

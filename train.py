@@ -64,7 +64,8 @@ def course_step_line(epoch: int, epochs: int, step: int, total_steps: int, loss:
 def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, epochs: int, scheduler=None,
                     config: speed.Config = speed.COURSE_WAY, ema: AveragedModel | None = None,
                     quiet: bool = False) -> tuple[float, float]:
-    """One pass over `batches`; prints the course's step lines (unless quiet); returns the mean loss and accuracy (%)."""
+    """One pass over `batches`; prints the course's step lines (unless quiet); returns the mean loss and
+    accuracy (%)."""
     model.train()
     total_steps = len(batches)
     window_loss, window_steps, epoch_loss = 0.0, 0, 0.0
@@ -114,7 +115,7 @@ def evaluate(model, batches, device, config: speed.Config = speed.COURSE_WAY, cr
     model.eval()
     correct, seen, loss_sum, predictions = 0, 0, 0.0, []
     progress = Progress(len(batches), "evaluating", batches.batch_size)
-    for step, (images, labels) in enumerate(batches, start=1):
+    for _step, (images, labels) in enumerate(batches, start=1):
         with speed.autocast(device, config):
             logits = model(images)
         if criterion is not None:
@@ -160,12 +161,15 @@ def build_ema(model: nn.Module, decay: float) -> AveragedModel | None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a model on CIFAR-10 from scratch (or from --init), "
                                      "choosing the best epoch on a validation split.")
-    parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture to train (default: resnet50)")
+    parser.add_argument("--model", choices=utils.MODELS, default="resnet50",
+                        help="architecture to train (default: resnet50)")
     parser.add_argument("--epochs", type=common.positive_int, default=15, help="number of epochs (default: 15)")
-    parser.add_argument("--batch-size", type=common.positive_int, default=128, help="training mini-batch size (default: 128)")
+    parser.add_argument("--batch-size", type=common.positive_int, default=128,
+                        help="training mini-batch size (default: 128)")
     parser.add_argument("--lr", type=common.positive_float, default=0.2,
                         help="peak learning rate of the one-cycle schedule (default: 0.2)")
-    parser.add_argument("--weight-decay", type=common.natural_float, default=5e-4, help="SGD weight decay (default: 5e-4)")
+    parser.add_argument("--weight-decay", type=common.natural_float, default=5e-4,
+                        help="SGD weight decay (default: 5e-4)")
     parser.add_argument("--schedule", choices=["one-cycle", "constant"], default="one-cycle",
                         help="learning rate: one-cycle (warm up to --lr, then cosine down to ~0) or constant --lr "
                         "(default: one-cycle)")
@@ -186,7 +190,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--val-per-class", type=common.positive_int, default=500,
                         help="training images per class held out for validation (default: 500)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed that picks the validation images (default: 0)")
-    parser.add_argument("--out", default="runs/train", help="folder for last.pt, best.pt, history.json (default: runs/train)")
+    parser.add_argument("--out", default="runs/train",
+                        help="folder for last.pt, best.pt, history.json (default: runs/train)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out/last.pt")
     parser.add_argument("--export", metavar="PATH", help="instead of training: write --out/best.pt to PATH with "
                         "half-precision weights and no optimizer state (the shipped checkpoint), after checking its "
@@ -195,7 +200,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP +
                         "; part of the recipe: --resume keeps the run's own")
     parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
-    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, shuffling and augmentation (default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for initialisation, shuffling and augmentation (default: 0)")
     args = parser.parse_args(argv)
     if args.ema >= 1:
         parser.error(f"--ema must be below 1 (e.g. 0.999), got {args.ema}")
@@ -257,8 +263,9 @@ def load_train_split(args, classes, device, config: speed.Config):
     val_index = utils.validation_indices(labels, args.val_per_class, args.split_seed)
     train_mask = torch.ones(len(labels), dtype=torch.bool)
     train_mask[val_index] = False
-    print(f"Data: {args.data_dir or 'CIFAR-10 in data/'}, {int(train_mask.sum())} training and {len(val_index)} validation images "
-          f"(split seed {args.split_seed}), loaded in {time.perf_counter() - started:.1f} s", flush=True)
+    print(f"Data: {args.data_dir or 'CIFAR-10 in data/'}, {int(train_mask.sum())} training and "
+          f"{len(val_index)} validation images (split seed {args.split_seed}), "
+          f"loaded in {time.perf_counter() - started:.1f} s", flush=True)
     train_batches = utils.Batches(images[train_mask], labels[train_mask], args.batch_size, device, train=True,
                                   seed=args.seed, cutout=args.cutout)
     val_batches = utils.Batches(images[val_index], labels[val_index], EVAL_BATCH_SIZE, device, train=False)
@@ -276,7 +283,8 @@ def main(argv=None) -> None:
     if (out / "last.pt").exists() and not (args.resume or args.export):
         raise common.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
     if args.resume and not (out / "last.pt").exists():
-        raise common.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. Leave out --resume to start a run.")
+        raise common.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. "
+                               "Leave out --resume to start a run.")
     state = utils.load_checkpoint(out / "last.pt", device) if args.resume else None
     precision = args.precision
     if state is not None:  # the precision is part of the recipe: keep the run's own

@@ -40,9 +40,11 @@ def pick_device(name: str | None = None) -> torch.device:
         except RuntimeError:
             raise UserError(f"unknown device '{name}': use cpu, cuda, cuda:1 or mps.") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here. Leave --device out to use the best device available.")
+            raise UserError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here. "
+                            "Leave --device out to use the best device available.")
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise UserError(f"--device {name} was asked for, but MPS is not available here. Leave --device out to use the best device available.")
+            raise UserError(f"--device {name} was asked for, but MPS is not available here. "
+                            "Leave --device out to use the best device available.")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -82,7 +84,8 @@ def list_image_folder(folder: Path) -> list[tuple[Path, int]]:
         raise UserError(f"{folder} should hold one folder per CIFAR-10 class ({', '.join(CIFAR10_CLASSES)}); "
                         f"found {', '.join(unknown) if unknown else 'none'}.")
     items = [(path, CIFAR10_CLASSES.index(class_dir.name))
-             for class_dir in class_dirs for path in sorted(class_dir.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+             for class_dir in class_dirs for path in sorted(class_dir.iterdir())
+             if path.suffix.lower() in IMAGE_SUFFIXES]
     if not items:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}.")
     return items
@@ -117,8 +120,9 @@ def _read_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
             images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
             labels.append(np.asarray(batch["labels"], dtype=np.int64))
         except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError, TypeError) as error:
-            raise UserError(f"cannot read {folder / name} ({type(error).__name__}: {error}). The copy of CIFAR-10 in {folder} "
-                            "is incomplete or damaged: delete it and download it again, or point --data-dir at a good copy.") from None
+            raise UserError(f"cannot read {folder / name} ({type(error).__name__}: {error}). "
+                            f"The copy of CIFAR-10 in {folder} is incomplete or damaged: "
+                            "delete it and download it again, or point --data-dir at a good copy.") from None
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -325,25 +329,27 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
         reason = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "unsupported content")
-        raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain values, which could run "
-                        f"code ({reason}). Only load checkpoints written by this project.") from None
+        raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain values, "
+                        f"which could run code ({reason}). Only load checkpoints written by this project.") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        raise UserError(f"cannot read checkpoint {path}: it is truncated or not a PyTorch file ({str(error).splitlines()[0]}). "
+        raise UserError(f"cannot read checkpoint {path}: it is truncated or not a PyTorch file "
+                        f"({str(error).splitlines()[0]}). "
                         "Download or copy it again, or train a new one with train.py.") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT or "model" not in checkpoint:
-        raise UserError(f"{path} is not a checkpoint of this project (no 'format': {CHECKPOINT_FORMAT} with model weights). "
-                        "Make one with train.py.")
+        raise UserError(f"{path} is not a checkpoint of this project "
+                        f"(no 'format': {CHECKPOINT_FORMAT} with model weights). Make one with train.py.")
     return checkpoint
 
 
 def load_weights(model: nn.Module, checkpoint: dict, arch: str, classes: tuple[str, ...], path) -> None:
     """Put a checkpoint's weights into model after checking architecture and classes."""
     if checkpoint.get("arch") != arch:
-        raise UserError(f"{path} holds a '{checkpoint.get('arch')}' model, not '{arch}'. Pass --model {checkpoint.get('arch')} "
-                        "or a checkpoint of the right model.")
+        raise UserError(f"{path} holds a '{checkpoint.get('arch')}' model, not '{arch}'. "
+                        f"Pass --model {checkpoint.get('arch')} or a checkpoint of the right model.")
     if tuple(checkpoint.get("classes", ())) != tuple(classes):
-        raise UserError(f"{path} was trained on {len(checkpoint.get('classes', ()))} classes ({', '.join(checkpoint.get('classes', ()))}), "
-                        f"not on {', '.join(classes)}. Pass the matching --classes, or --no-pretrained to start from scratch.")
+        raise UserError(f"{path} was trained on {len(checkpoint.get('classes', ()))} classes "
+                        f"({', '.join(checkpoint.get('classes', ()))}), not on {', '.join(classes)}. "
+                        "Pass the matching --classes, or --no-pretrained to start from scratch.")
     state = {key.removeprefix("module."): value for key, value in checkpoint["model"].items()}
     try:
         model.load_state_dict(state, strict=True)

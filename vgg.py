@@ -17,7 +17,8 @@ def make_features(config: list, in_channels: int = 3) -> nn.Sequential:
         if item == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
-            layers += [nn.Conv2d(in_channels, item, kernel_size=3, padding=1), nn.BatchNorm2d(item), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(in_channels, item, kernel_size=3, padding=1), nn.BatchNorm2d(item),
+                       nn.ReLU(inplace=True)]
             in_channels = item
     return nn.Sequential(*layers)
 

@@ -40,7 +40,7 @@ def make_image_folder(root: Path, per_class: dict[str, int], classes=None, seed:
 
     rng = np.random.default_rng(seed)
     for split, count in per_class.items():
-        for label, name in enumerate(classes or CIFAR10_CLASSES):
+        for _label, name in enumerate(classes or CIFAR10_CLASSES):
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_image_folder, make_torchvision_copy
 
 import utils
-from conftest import make_image_folder, make_torchvision_copy
 
 
 def test_image_folder(tiny_data):
@@ -85,7 +85,7 @@ def test_augment_is_a_crop_of_the_padded_image_maybe_flipped():
     out = utils.augment(images, torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
     flips = 0
-    for image, result in zip(padded, out):
+    for image, result in zip(padded, out, strict=True):
         crops = [image[:, y:y + 32, x:x + 32] for y in range(9) for x in range(9)]
         plain = any(torch.equal(result, c) for c in crops)
         flipped = any(torch.equal(result, c.flip(2)) for c in crops)
@@ -103,7 +103,8 @@ def test_batches_cover_every_image_once(tiny_data):
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
     batches.channels_last = False
     assert next(iter(batches))[0].is_contiguous()
-    expected = (images[0].float() / 255 - torch.tensor(utils.MEAN).view(3, 1, 1)) / torch.tensor(utils.STD).view(3, 1, 1)
+    mean, std = torch.tensor(utils.MEAN).view(3, 1, 1), torch.tensor(utils.STD).view(3, 1, 1)
+    expected = (images[0].float() / 255 - mean) / std
     assert torch.allclose(x[0], expected, atol=1e-6)
 
 

@@ -1,4 +1,5 @@
-"""experiments.py, plots.py and the CIFAR-stem ResNet-50: figures, shapes, the 3-class subset, one tiny end-to-end run."""
+"""experiments.py, plots.py and the CIFAR-stem ResNet-50: figures, shapes, the 3-class subset, one tiny
+end-to-end run."""
 import matplotlib.image
 import pytest
 import torch
@@ -9,8 +10,8 @@ import utils
 from resnet_cifar import ResNet50Cifar
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-HISTORY = [{"epoch": e, "train_loss": 2.0 / e, "train_accuracy": 30.0 + 10 * e, "val_loss": 2.2 / e, "val_accuracy": 28.0 + 9 * e,
-            "lr": 0.01, "seconds": 3.5} for e in (1, 2, 3)]
+HISTORY = [{"epoch": e, "train_loss": 2.0 / e, "train_accuracy": 30.0 + 10 * e, "val_loss": 2.2 / e,
+            "val_accuracy": 28.0 + 9 * e, "lr": 0.01, "seconds": 3.5} for e in (1, 2, 3)]
 
 
 def assert_png(path):
@@ -68,7 +69,8 @@ def test_resnet_cifar_shapes_and_backward():
     for name in ("layer1", "layer2", "layer3", "layer4"):
         out = getattr(model, name)(out)
         shapes[name] = out.shape[1:]
-    assert shapes == {"stem": (64, 32, 32), "layer1": (256, 32, 32), "layer2": (512, 16, 16), "layer3": (1024, 8, 8), "layer4": (2048, 4, 4)}
+    assert shapes == {"stem": (64, 32, 32), "layer1": (256, 32, 32), "layer2": (512, 16, 16), "layer3": (1024, 8, 8),
+                      "layer4": (2048, 4, 4)}
     assert model.layer2[0].conv2.stride == (2, 2) and model.layer2[0].conv1.stride == (1, 1)  # stride on the 3x3 (v1.5)
     assert all(block.downsample is None for block in model.layer3[1:])  # identity shortcuts where shapes match
     logits = model(x)
@@ -90,7 +92,8 @@ def test_three_class_end_to_end(tiny_data, tmp_path, capsys):
             "--val-per-class", "2", "--device", "cpu"]
     experiments.main(argv)
     results = (out / "results.md").read_text()
-    assert "1 of 20 epochs" in results and "not the report's run" in results and "Shorter than the report's runs" in results
+    assert "1 of 20 epochs" in results and "not the report's run" in results
+    assert "Shorter than the report's runs" in results
     assert "| VGG16-BN (`vgg16`) | 33,617,987 | 30 / 6 |" in results
     for name in ("history.png", "predictions.png", "confusion.png"):
         assert_png(out / "vgg16" / name)

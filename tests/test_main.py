@@ -6,10 +6,10 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 
 import main
 import utils
-from conftest import ROOT
 from common import run_cli
 
 STEP_LINE = re.compile(r"^Epoch \[1/1\], Step \[(\d+)/120\] Loss: \d+\.\d{4}$")
@@ -19,14 +19,16 @@ ACCURACY_LINE = re.compile(r"^Accuracy of the model on the test images: \d{1,3}\
 def run_main(*args) -> subprocess.CompletedProcess:
     """python main.py ARGS in a fresh process, as a student would run it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
 
 
 def test_main_end_to_end(tiny_data, tiny_checkpoint, tmp_path):
     before = tiny_checkpoint.read_bytes()
     out = tmp_path / "finetuned.pt"
     # batch size 1 on 120 images gives 120 steps: a step line at 100 and one at the end
-    result = run_main("--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", out, "--batch-size", 1, "--device", "cpu")
+    result = run_main("--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", out, "--batch-size", 1,
+                      "--device", "cpu")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     steps = [int(m.group(1)) for m in map(STEP_LINE.match, lines) if m]
@@ -88,7 +90,8 @@ def test_unknown_classes(capsys, tiny_data):
 
 
 def test_missing_checkpoint(capsys, tiny_data, tmp_path):
-    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tmp_path / "none.pt"], "no pretrained checkpoint.*train.py.*--no-pretrained")
+    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tmp_path / "none.pt"],
+               "no pretrained checkpoint.*train.py.*--no-pretrained")
 
 
 def write_and_check_untouched(capsys, tiny_data, tmp_path, content: bytes, pattern: str):
@@ -135,7 +138,8 @@ def test_checkpoint_of_another_architecture(capsys, tiny_data, tmp_path):
 
 
 def test_checkpoint_of_another_class_count(capsys, tiny_data, tiny_checkpoint, tmp_path):
-    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--classes", "cat,dog"], "trained on 10 classes")
+    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--classes", "cat,dog"],
+               "trained on 10 classes")
 
 
 def test_checkpoint_with_wrong_weights(capsys, tiny_data, tmp_path):
@@ -146,7 +150,8 @@ def test_checkpoint_with_wrong_weights(capsys, tiny_data, tmp_path):
 
 def test_out_may_not_be_the_pretrained_file(capsys, tiny_data, tiny_checkpoint):
     before = tiny_checkpoint.read_bytes()
-    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", tiny_checkpoint], "never overwritten")
+    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", tiny_checkpoint],
+               "never overwritten")
     assert tiny_checkpoint.read_bytes() == before
 
 

@@ -80,7 +80,9 @@ def test_block_downsamples(impl, in_ch, mid, out, size):
 
 
 def test_block_parameter_counts(impl):
-    count = lambda m: sum(p.numel() for p in m.parameters())
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
     # conv (weights + bias) + batch-norm (2 per channel), for each of the four convolutions:
     # 1x1 64->64: 4,288; 3x3 64->64: 37,056; 1x1 64->256: 17,152; shortcut 64->256: 17,152
     assert count(impl.ResidualBlock(64, 64, 256)) == 75_648

@@ -16,7 +16,8 @@ def test_matmul_1x1_convolutions_give_the_same_result_and_switch_back():
     fast = ResNet50().eval()
     fast.load_state_dict(plain.state_dict())
     speed.prepare(fast, CPU, speed.Config("fp32", channels_last=True, matmul_1x1=True))
-    assert sum(type(m) is speed.MatmulConv1x1 for m in fast.modules()) == 39  # 13 blocks x (two 1x1 in the branch + the shortcut)
+    # 13 blocks x (two 1x1 in the branch + the shortcut)
+    assert sum(type(m) is speed.MatmulConv1x1 for m in fast.modules()) == 39
     assert fast.state_dict().keys() == plain.state_dict().keys()
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():

@@ -10,7 +10,8 @@ import utils
 
 
 def tiny_run(data, out, *extra):
-    return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu", *extra]
+    return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu",
+            *extra]
 
 
 def interrupt_at_epoch(epoch: int, monkeypatch):
@@ -75,14 +76,16 @@ def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys):
 def test_a_second_stage_records_the_first(tiny_data, tmp_path):
     train.main(tiny_run(tiny_data, tmp_path / "first", "--epochs", "2"))
     first = utils.load_checkpoint(tmp_path / "first" / "best.pt")
-    train.main(tiny_run(tiny_data, tmp_path / "second", "--epochs", "1", "--lr", "0.05", "--init", str(tmp_path / "first" / "best.pt")))
+    init = str(tmp_path / "first" / "best.pt")
+    train.main(tiny_run(tiny_data, tmp_path / "second", "--epochs", "1", "--lr", "0.05", "--init", init))
     target = tmp_path / "shipped.pt"
-    train.main(tiny_run(tiny_data, tmp_path / "second", "--epochs", "1", "--lr", "0.05", "--init", str(tmp_path / "first" / "best.pt"),
+    train.main(tiny_run(tiny_data, tmp_path / "second", "--epochs", "1", "--lr", "0.05", "--init", init,
                         "--export", str(target)))
     shipped = utils.load_checkpoint(target)
     assert shipped["epoch"] == 1 and shipped["total_epochs"] == first["epoch"] + 1
     [stage] = shipped["stages"]
-    assert stage["epochs"] == first["epoch"] and stage["recipe"] == first["recipe"] and stage["history"] == first["history"]
+    assert stage["epochs"] == first["epoch"] and stage["recipe"] == first["recipe"]
+    assert stage["history"] == first["history"]
     assert shipped["recipe"]["lr"] == 0.05 and shipped["recipe"]["init"].endswith("best.pt")
     history = json.loads((tmp_path / "second" / "history.json").read_text())
     assert [row["epoch"] for row in train.whole_history(shipped, history)] == list(range(1, first["epoch"] + 2))
