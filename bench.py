@@ -70,12 +70,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="architecture to measure (default: resnet50)")
     parser.add_argument("--batch-size", type=common.positive_int, default=100,
                         help="training batch size, as main.py (default: 100)")
-    parser.add_argument("--steps", type=common.positive_int, default=6,
-                        help="training steps timed in each repeat (default: 6)")
-    parser.add_argument("--repeats", type=common.positive_int, default=3,
-                        help="repeats of each measurement; the median is reported (default: 3)")
-    parser.add_argument("--eval-images", type=common.positive_int, default=3000,
-                        help="images per evaluation repeat (default: 3000)")
+    for flag, default, words in (("--steps", 6, "training steps timed in each repeat"),
+                                 ("--repeats", 3, "repeats of each measurement; the median is reported"),
+                                 ("--eval-images", 3000, "images per evaluation repeat")):
+        parser.add_argument(flag, type=common.positive_int, default=default, help=f"{words} (default: {default})")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
     parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
@@ -84,12 +82,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(DATA_DIR/train, tested on DATA_DIR/test) and print both test accuracies")
     parser.add_argument("--check-classes", default="airplane,automobile,bird",
                         help="classes of the accuracy check (default: airplane,automobile,bird)")
-    parser.add_argument("--check-images", type=common.positive_int, default=3000,
-                        help="training images of the accuracy check (default: 3000)")
-    parser.add_argument("--check-epochs", type=common.positive_int, default=3,
-                        help="epochs of the accuracy check (default: 3)")
-    parser.add_argument("--check-seeds", type=common.positive_int, default=3,
-                        help="seeds (initial weights, order, augmentation) of the check (default: 3)")
+    for flag, default, words in (("--check-images", 3000, "training images"), ("--check-epochs", 3, "epochs"),
+                                 ("--check-seeds", 3, "seeds (initial weights, order, augmentation)")):
+        parser.add_argument(flag, type=common.positive_int, default=default,
+                            help=f"{words} of the accuracy check (default: {default})")
     return parser.parse_args(argv)
 
 

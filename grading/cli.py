@@ -138,6 +138,14 @@ def add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sandbox", choices=("auto", "bwrap", "process"), default="auto", help=LIMITS_HELP["sandbox"])
 
 
+def output_command(commands, name: str, run, summary: str, description: str, default: str, metavar: str,
+                   output_help: str) -> None:
+    """A subcommand whose one option, -o, says where its output goes."""
+    command = commands.add_parser(name, help=summary, description=description)
+    command.add_argument("-o", "--output", default=default, metavar=metavar, help=output_help)
+    command.set_defaults(run=run)
+
+
 def build_parser() -> Parser:
     """The command-line interface."""
     parser = Parser(prog="grade.py", description="Grading tools for the ResNet-50 assignment: the student skeleton "
@@ -153,12 +161,10 @@ def build_parser() -> Parser:
                         `python grade.py COMMAND --help` explains each command's options.
                         How a blank is graded, the sandbox, the batch rate: docs/grading.md."""))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    skeleton = commands.add_parser("skeleton", help="write the student version of resnet.py (answers removed)",
-                                   description="Write resnet.py with every answer replaced by a hint and a "
-                                   "'fill in here' placeholder. The marker lines stay, for grading.")
-    skeleton.add_argument("-o", "--output", default="student/resnet.py", metavar="FILE",
-                          help="where to write the skeleton (default: student/resnet.py); never resnet.py itself")
-    skeleton.set_defaults(run=cmd_skeleton)
+    output_command(commands, "skeleton", cmd_skeleton, "write the student version of resnet.py (answers removed)",
+                   "Write resnet.py with every answer replaced by a hint and a 'fill in here' placeholder. The "
+                   "marker lines stay, for grading.", "student/resnet.py", "FILE",
+                   "where to write the skeleton (default: student/resnet.py); never resnet.py itself")
     check = commands.add_parser("check", help="grade one submission, or a folder of them",
                                 description="Grade each blank: its text (same, equivalent, different, missing), "
                                 "what it builds spliced into the reference, and the code outside the blanks. "
@@ -176,19 +182,15 @@ def build_parser() -> Parser:
                        help=f"submissions graded at once (default: the number of cores, {os.cpu_count()})")
     add_limits(check)
     check.set_defaults(run=cmd_check)
-    handout = commands.add_parser("handout", help="write the repository students get",
-                                  description="Write a new folder with the skeleton as resnet.py, main.py and the "
-                                  "modules it needs, the checkpoints, the per-layer tests, check.py, a README for "
-                                  "students and requirements.txt. No reference answers, no grader.")
-    handout.add_argument("-o", "--output", default="handout", metavar="DIR",
-                         help="the folder to create (default: handout); it must not exist yet")
-    handout.set_defaults(run=cmd_handout)
-    autograder = commands.add_parser("autograder", help="write the Gradescope autograder zip",
-                                     description="Write the zip to upload to Gradescope: setup.sh, run_autograder, "
-                                     "the grader, the reference, the tests and pinned requirements.")
-    autograder.add_argument("-o", "--output", default="autograder.zip", metavar="FILE",
-                            help="where to write the zip (default: autograder.zip)")
-    autograder.set_defaults(run=cmd_autograder)
+    output_command(commands, "handout", cmd_handout, "write the repository students get",
+                   "Write a new folder with the skeleton as resnet.py, main.py and the modules it needs, the "
+                   "checkpoints, the per-layer tests, check.py, a README for students and requirements.txt. No "
+                   "reference answers, no grader.", "handout", "DIR",
+                   "the folder to create (default: handout); it must not exist yet")
+    output_command(commands, "autograder", cmd_autograder, "write the Gradescope autograder zip",
+                   "Write the zip to upload to Gradescope: setup.sh, run_autograder, the grader, the reference, "
+                   "the tests and pinned requirements.", "autograder.zip", "FILE",
+                   "where to write the zip (default: autograder.zip)")
     gradescope = commands.add_parser("gradescope", help="grade inside Gradescope (what run_autograder runs)",
                                      description="Grade ROOT/submission/resnet.py and write "
                                      "ROOT/results/results.json in Gradescope's format.")

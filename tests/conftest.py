@@ -31,6 +31,18 @@ def impl(request):
     return load_module(path)
 
 
+def run_grade(argv: list[str]) -> int:
+    """grade.py's exit code for a command line, run in this process."""
+    from common import run_cli
+    from grading.cli import main
+
+    try:
+        run_cli(main, argv)
+    except SystemExit as exit:
+        return exit.code
+    return 0
+
+
 def make_image_folder(root: Path, per_class: dict[str, int], classes=None, seed: int = 0) -> Path:
     """A tiny CIFAR-10 copy as DIR/train/<class>/*.png and DIR/test/<class>/*.png (random 32x32 images)."""
     import numpy as np

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_grade
 
-from common import run_cli
-from grading.cli import main
 from grading.compare import PADDING_NOTE, STRIDE_NOTE, Reference, compare
 from grading.markers import fill_blanks, find_blanks, make_skeleton, reference_blanks
 from grading.runner import read_junit
@@ -25,14 +24,6 @@ DOWN_1X1 = "conv1x1(in_channels, middle_channels, stride=2, padding=0),  # middl
 DOWN_3X3 = "conv3x3(middle_channels, middle_channels, stride=1, padding=1),  # middle x H/2 x W/2"
 SAME_3X3 = "conv3x3(middle_channels, middle_channels, stride=1, padding=1),  # middle x H x W"
 
-
-def run(argv: list[str]) -> int:
-    """grade.py's exit code for a command line, run in this process."""
-    try:
-        run_cli(main, argv)
-    except SystemExit as exit:
-        return exit.code
-    return 0
 
 
 def edit(text: str, *replacements: tuple[str, str]) -> str:
@@ -162,9 +153,9 @@ def test_skeleton_filled_with_the_answers_is_the_reference():
 
 def test_skeleton_command_writes_file_and_refuses_the_reference(tmp_path, capsys):
     output = tmp_path / "student" / "resnet.py"
-    assert run(["skeleton", "-o", str(output)]) == 0
+    assert run_grade(["skeleton", "-o", str(output)]) == 0
     assert output.read_text() == make_skeleton(REFERENCE_TEXT)
-    assert run(["skeleton", "-o", str(ROOT / "resnet.py")]) == 2
+    assert run_grade(["skeleton", "-o", str(ROOT / "resnet.py")]) == 2
     assert capsys.readouterr().err.startswith("error: -o ")
     assert (ROOT / "resnet.py").read_text(encoding="utf-8") == REFERENCE_TEXT
 
@@ -284,7 +275,7 @@ def test_files_that_never_reach_the_tests(broken):
 def test_single_file_report_and_json(tmp_path, capsys):
     student = tmp_path / "erin.py"  # a syntax error is found without running anything
     student.write_text(edit(REFERENCE_TEXT, ("self.fc = nn.Linear(1024, num_classes)", "self.fc = nn.Linear(1024,")))
-    assert run(["check", str(student), "--json", str(tmp_path / "results.json")]) == 0
+    assert run_grade(["check", str(student), "--json", str(tmp_path / "results.json")]) == 0
     report = capsys.readouterr().out
     assert "PROBLEM: did not import: SyntaxError line" in report and "\nTotal: 0/90\n" in report
     results = json.loads((tmp_path / "results.json").read_text())
@@ -304,6 +295,6 @@ def test_single_file_report_and_json(tmp_path, capsys):
 ])
 def test_bad_input_is_one_error_line(tmp_path, capsys, argv, message):
     argv = [a.replace("{empty}", str(tmp_path)).replace("{ref}", str(ROOT / "resnet.py")) for a in argv]
-    assert run(argv) == 2
+    assert run_grade(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err

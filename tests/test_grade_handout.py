@@ -9,9 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import run_grade
 
-from common import run_cli
-from grading.cli import main
 from grading.compare import Reference
 from grading.handout import handout_modules, leaked_answers
 from grading.markers import fill_blanks, make_skeleton
@@ -20,14 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (ROOT / "resnet.py").read_text(encoding="utf-8")
 ACCURACY = re.compile(r"^Accuracy of the model on the .* images: .*%$", re.MULTILINE)
 
-
-def run(argv: list[str]) -> int:
-    """grade.py's exit code for a command line, run in this process."""
-    try:
-        run_cli(main, argv)
-    except SystemExit as exit:
-        return exit.code
-    return 0
 
 
 def main_py(folder: Path, data: Path, checkpoint: Path) -> subprocess.CompletedProcess:
@@ -41,7 +32,7 @@ def main_py(folder: Path, data: Path, checkpoint: Path) -> subprocess.CompletedP
 def handout(tmp_path_factory):
     """A fresh handout folder."""
     folder = tmp_path_factory.mktemp("handouts") / "handout"
-    assert run(["handout", "-o", str(folder)]) == 0
+    assert run_grade(["handout", "-o", str(folder)]) == 0
     return folder
 
 
@@ -61,7 +52,7 @@ def test_handout_holds_what_students_need_and_no_answers(handout):
 
 
 def test_handout_never_overwrites(handout, capsys):
-    assert run(["handout", "-o", str(handout)]) == 2
+    assert run_grade(["handout", "-o", str(handout)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert not list(handout.parent.glob(".handout.partial-*"))
 
@@ -92,7 +83,7 @@ def test_handout_with_the_answers_gives_the_checkpoints_accuracy(handout, tiny_d
 
 def test_autograder_zip_runs_in_a_simulated_autograder_tree(tmp_path):
     archive = tmp_path / "autograder.zip"
-    assert run(["autograder", "-o", str(archive)]) == 0
+    assert run_grade(["autograder", "-o", str(archive)]) == 0
     tree = tmp_path / "autograder"
     with zipfile.ZipFile(archive) as z:
         names = z.namelist()
@@ -122,6 +113,6 @@ def test_autograder_zip_runs_in_a_simulated_autograder_tree(tmp_path):
 
 def test_autograder_without_a_resnet_py(tmp_path):
     (tmp_path / "submission").mkdir()
-    assert run(["gradescope", "--root", str(tmp_path)]) == 0
+    assert run_grade(["gradescope", "--root", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     assert results["score"] == 0 and "No resnet.py" in results["output"]
