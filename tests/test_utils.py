@@ -1,4 +1,4 @@
-"""The real loading code on tiny data sets made here: image folders, torchvision pickles, class subsets."""
+"""utils.py on tiny data sets made here: image folders, torchvision pickles, class subsets, batches, checkpoints."""
 import numpy as np
 import pytest
 import torch
@@ -108,20 +108,6 @@ def test_batches_cover_every_image_once(tiny_data):
     assert torch.allclose(x[0], expected, atol=1e-6)
 
 
-def test_prepare_data_holds_out_train_py_validation_split(tiny_data, tmp_path):
-    import prepare_data
-
-    prepare_data.main(["--source", str(tiny_data), "--out", str(tmp_path / "split"), "--val-per-class", "3"])
-    images, labels = utils.load_data("train", tiny_data, utils.CIFAR10_CLASSES)
-    held_out = utils.validation_indices(labels, 3, seed=0)
-    test_images, test_labels = utils.load_data("test", tmp_path / "split", utils.CIFAR10_CLASSES)
-    train_images, _ = utils.load_data("train", tmp_path / "split", utils.CIFAR10_CLASSES)
-    assert len(test_labels) == 30 and len(train_images) == 90
-    assert torch.equal(test_images, images[held_out]) and torch.equal(test_labels, labels[held_out])
-    with pytest.raises(utils.UserError, match="already exists"):
-        prepare_data.main(["--source", str(tiny_data), "--out", str(tmp_path / "split")])
-
-
 def test_cutout_greys_one_square_per_image_and_only_when_asked():
     images = torch.full((6, 3, 32, 32), 7, dtype=torch.uint8)
     out = utils.cutout(images, 8, torch.Generator().manual_seed(0))
@@ -132,3 +118,18 @@ def test_cutout_greys_one_square_per_image_and_only_when_asked():
     plain = utils.Batches(images, torch.zeros(6, dtype=torch.long), 6, "cpu", train=True, seed=1)
     with_cutout = utils.Batches(images, torch.zeros(6, dtype=torch.long), 6, "cpu", train=True, seed=1, cutout=8)
     assert not torch.equal(next(iter(plain))[0], next(iter(with_cutout))[0])
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "x"})
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "y"})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind

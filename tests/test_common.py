@@ -1,0 +1,51 @@
+"""common.py: the torch-free helpers every script (the grader included) shares."""
+import argparse
+import os
+
+import pytest
+
+import common
+
+
+@pytest.mark.parametrize("parse,text,value", [(common.positive_int, "3", 3), (common.natural_int, "0", 0),
+                                              (common.positive_float, "1e-3", 1e-3), (common.natural_float, "0", 0.0)])
+def test_number_types_accept_what_they_name(parse, text, value):
+    assert parse(text) == value
+
+
+@pytest.mark.parametrize("parse,text,message", [
+    (common.positive_int, "0", "must be a positive whole number"),
+    (common.positive_int, "ten", "expected a positive whole number"),
+    (common.natural_int, "-1", "must be a whole number, 0 or more"),
+    (common.positive_float, "inf", "must be a positive number"),
+    (common.positive_float, "nan", "must be a positive number"),
+    (common.natural_float, "-0.5", "must be a number, 0 or more"),
+])
+def test_number_types_refuse_with_a_message(parse, text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        parse(text)
+
+
+def test_run_cli_turns_a_user_error_into_one_line_and_exit_code_2(capsys):
+    def entry(argv):
+        raise common.UserError("the file is missing: give another one.")
+
+    with pytest.raises(SystemExit) as exit_info:
+        common.run_cli(entry, [])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: the file is missing: give another one.\n"
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "results.csv"
+    common.write_atomically(path, "old\n")
+    with pytest.raises(RuntimeError), common.atomic_file(path) as f:
+        f.write(b"half of the new")
+        raise RuntimeError("crash")
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+    assert os.stat(path).st_mode & 0o777 == 0o644  # readable by everyone, whatever the umask
+
+
+@pytest.mark.parametrize("seconds,text", [(7.4, "7 s"), (166, "2 min 46 s"), (3725, "1 h 02 min")])
+def test_format_seconds(seconds, text):
+    assert common.format_seconds(seconds) == text
