@@ -8,17 +8,18 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_grade
 
 import check
-import grade
 from common import UserError, run_cli
+from grading import markers
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_TEXT = (ROOT / "resnet.py").read_text(encoding="utf-8")
 TESTS_TEXT = (ROOT / "tests" / "test_resnet.py").read_text(encoding="utf-8")
 # every line of the reference answers, without comments and trailing commas: the report must show none of them
 ANSWER_LINES = {re.sub(r"\s*#.*", "", line).strip().rstrip(",")
-                for blank in grade.find_blanks(REFERENCE_TEXT)[0].values() for line in blank.lines} - {""}
+                for blank in markers.find_blanks(REFERENCE_TEXT)[0].values() for line in blank.lines} - {""}
 
 MAXPOOL = "nn.MaxPool2d(kernel_size=3, stride=2, padding=1),"
 LAYER3_BLOCK = "            ResidualBlock(512, 128, 512, downsample=False),  # 512 x 4 x 4\n"
@@ -40,7 +41,7 @@ def line_of(text: str, snippet: str) -> int:
 
 def in_blank(text: str, blank_id: str, old: str, new: str) -> str:
     """The text with every `old` replaced by `new` inside one blank's answer lines only."""
-    blank = grade.find_blanks(text)[0][blank_id]
+    blank = markers.find_blanks(text)[0][blank_id]
     lines = text.splitlines(keepends=True)
     lines[blank.begin + 1:blank.end] = [line.replace(old, new) for line in blank.lines]
     return "".join(lines)
@@ -77,7 +78,7 @@ def test_spec_table_matches_the_tests_and_the_hints():
         assert (c_in, middle, out) in parametrized
         call = f"ResidualBlock({c_in}, {middle}, {out}{', downsample=True' if down else ''})) == {params:_}"
         assert call in TESTS_TEXT
-    hints = {b.id: b.hint for b in grade.reference_blanks(REFERENCE_TEXT).values()}
+    hints = {b.id: b.hint for b in markers.reference_blanks(REFERENCE_TEXT).values()}
     assert set(hints) == set(check.BLANKS)
     for layer, (blocks, _, middle, out, last_down) in check.STAGES.items():
         assert hints[layer].startswith(f"{blocks} blocks, middle {middle}, out {out}; ")
@@ -94,7 +95,7 @@ def test_reference_passes_every_blank(capsys):
 
 
 def test_fresh_skeleton_is_nine_not_done_lines(tmp_path, capsys):
-    assert grade.main(["skeleton", "-o", str(tmp_path / "resnet.py")]) == 0
+    assert run_grade(["skeleton", "-o", str(tmp_path / "resnet.py")]) == 0
     capsys.readouterr()
     code, results, last = run(tmp_path / "resnet.py", capsys)
     assert code == 1
@@ -105,7 +106,7 @@ def test_fresh_skeleton_is_nine_not_done_lines(tmp_path, capsys):
 
 
 def test_skeleton_without_markers_is_still_not_done_and_has_no_points(tmp_path, capsys):
-    skeleton = grade.make_skeleton(REFERENCE_TEXT)
+    skeleton = markers.make_skeleton(REFERENCE_TEXT)
     path = write(tmp_path, "".join(line for line in skeleton.splitlines(keepends=True) if "BLANK" not in line))
     code, results, last = run(path, capsys)
     assert code == 1
