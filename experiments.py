@@ -28,8 +28,9 @@ THREE_CLASSES = ("airplane", "automobile", "bird")
 THREE_CLASS_EPOCHS = {"vgg16": 20, "resnet50-cifar": 15}  # model -> the report's epochs
 SCRATCH_EPOCHS = 20
 COURSE_EPOCHS = 1
-# The reports' recipe: SGD lr 1e-2, momentum 0.9 (no Nesterov), weight decay 5e-4, constant lr, no label smoothing,
-# batch 128.
+# The reports' recipe, for train.py and in words for the results tables.
+RECIPE_WORDS = ("SGD lr 0.01, momentum 0.9 (no Nesterov), weight decay 5e-4, constant lr, no label smoothing, "
+                "random crop + flip, batch 128")
 RECIPE = ["--lr", "0.01", "--no-nesterov", "--weight-decay", "5e-4", "--schedule", "constant", "--label-smoothing", "0",
           "--batch-size", "128"]
 REPORTED = {"vgg16": "93 % (20 epochs, 111 s on a GPU)", "resnet50-cifar": "89.1 % (15 epochs, 2 min 46 s on a GPU)",
@@ -134,7 +135,7 @@ def write_run_figures(run: Path, data_dir: str | None, device_name: str | None, 
     if "val_per_class" not in recipe:
         raise common.UserError(f"{run / 'best.pt'} does not say which images were held out for validation; "
                                "it was not written by train.py.")
-    history = train.whole_history(state, history)
+    history = utils.whole_history(state, history)
     stages = f", {len(state['stages']) + 1} stages" if state.get("stages") else ""
     title = f"{MODEL_NAMES.get(arch, arch)}, {len(classes)} classes ({run.name}{stages})"
     paths = [plots.plot_history(history, run / "history.png", title),
@@ -207,8 +208,7 @@ def three_class(args) -> None:
     rows = [run_row(out / model, f"{MODEL_NAMES[model]} (`{model}`)", REPORTED[model]) for model in THREE_CLASS_EPOCHS]
     write_results(out, "Three classes: VGG16-BN vs CIFAR-stem ResNet-50",
                   f"Classes {', '.join(THREE_CLASSES)} (labels 0, 1, 2); validation = {args.val_per_class} "
-                  "training images per class held out (seed 0). Recipe: SGD lr 0.01, momentum 0.9 (no Nesterov), "
-                  "weight decay 5e-4, constant lr, no label smoothing, random crop + flip, batch 128. "
+                  f"training images per class held out (seed 0). Recipe: {RECIPE_WORDS}. "
                   "(The report trained on all 15,000 training images and measured on 3,000 held out.)",
                   rows, "model")
 
@@ -240,9 +240,7 @@ def scratch_vs_pretrained(args) -> None:
     write_results(out, "ResNet-50: from scratch vs pretrained",
                   f"The assignment's ResNet-50, 10 classes, validation = {args.val_per_class} training images "
                   "per class held out (seed 0: with the full training split as --data-dir, the images the checkpoint "
-                  "never trained on). Same recipe for both: SGD lr 0.01, momentum 0.9 "
-                  "(no Nesterov), weight decay 5e-4, constant lr, no label smoothing, random crop + flip, batch 128. "
-                  "Curves: comparison.png.", rows, "run")
+                  f"never trained on). Same recipe for both: {RECIPE_WORDS}. Curves: comparison.png.", rows, "run")
 
 
 def course_run(args) -> None:

@@ -275,43 +275,54 @@ def load_train_split(args, classes, device, config: speed.Config):
     return train_batches, val_batches, data
 
 
+def open_run(args, out: Path, device) -> tuple[dict | None, str]:
+    """The saved state to resume (None for a new run) and the precision the run must use."""
+    if (out / "last.pt").exists() and not (args.resume or args.export):
+        raise common.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
+    if not args.resume:
+        return None, args.precision
+    if not (out / "last.pt").exists():
+        raise common.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. "
+                               "Leave out --resume to start a run.")
+    state = utils.load_checkpoint(out / "last.pt", device)
+    precision = saved_recipe(state)["precision"]  # part of the recipe: a run keeps its own
+    if args.precision not in ("auto", precision) and not (args.precision == "fp32" and precision == "tf32"):
+        raise common.UserError(f"{out} was trained with precision {precision}; resume it with --precision auto "
+                               f"or {precision}, or start a new run with another --out.")
+    return state, precision
+
+
+def starting_model(args, classes) -> tuple[nn.Module, list[dict]]:
+    """Random weights, or --init's; and the training stages behind them, so the metadata tells the whole story."""
+    utils.seed_everything(args.seed)
+    model = utils.build_model(args.model, len(classes))
+    # No zero-initialised last batch-norm (Goyal et al.) here: in this assignment a ReLU follows it,
+    # and ReLU'(0) = 0 would leave every residual branch at zero for good.
+    if not args.init:
+        return model, []
+    init_state = utils.load_checkpoint(args.init)
+    utils.load_weights(model, init_state, args.model, classes, args.init)
+    return model, utils.stages_of(init_state)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = utils.pick_device(args.device)
     classes = utils.parse_classes(args.classes)
     out = Path(args.out).expanduser()
-    if (out / "last.pt").exists() and not (args.resume or args.export):
-        raise common.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
-    if args.resume and not (out / "last.pt").exists():
-        raise common.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. "
-                               "Leave out --resume to start a run.")
-    state = utils.load_checkpoint(out / "last.pt", device) if args.resume else None
-    precision = args.precision
-    if state is not None:  # the precision is part of the recipe: keep the run's own
-        precision = saved_recipe(state)["precision"]
-        if args.precision not in ("auto", precision) and not (args.precision == "fp32" and precision == "tf32"):
-            raise common.UserError(f"{out} was trained with precision {precision}; resume it with --precision auto "
-                                   f"or {precision}, or start a new run with another --out.")
+    state, precision = open_run(args, out, device)
     train_choice = speed.choose(args.model, len(classes), args.batch_size, True, device, precision, args.retune)
     print(train_choice.line(), flush=True)
     config = train_choice.config
     train_batches, val_batches, data = load_train_split(args, classes, device, config)
     if args.export:
         return export(out / "best.pt", Path(args.export), val_batches, device, config, data)
-
     recipe = recipe_of(args, config.precision)
     if state is not None and saved_recipe(state) != recipe:
         raise common.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with "
                                "the same flags or use another --out.")
-    utils.seed_everything(args.seed)
-    model = utils.build_model(args.model, len(classes))
-    # No zero-initialised last batch-norm (Goyal et al.) here: in this assignment a ReLU follows it,
-    # and ReLU'(0) = 0 would leave every residual branch at zero for good.
-    earlier_stages = []  # the runs this one continues (--init), so the metadata tells the whole story
-    if args.init:
-        init_state = utils.load_checkpoint(args.init)
-        utils.load_weights(model, init_state, args.model, classes, args.init)
-        earlier_stages = stages_of(init_state)
+
+    model, earlier_stages = starting_model(args, classes)
     model = speed.prepare(model, device, config)
     ema = build_ema(model, args.ema)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
@@ -335,34 +346,18 @@ def main(argv=None) -> None:
             row["val_accuracy_raw"] = evaluate(model, val_batches, device, config).accuracy
         history.append(row | {"seconds": time.perf_counter() - started, "train_seconds": train_seconds,
                               "speed": config.describe()})
-        is_best = validated.accuracy >= best
         best = max(best, validated.accuracy)
         meta = {"arch": args.model, "num_classes": len(classes), "classes": list(classes), "epoch": epoch,
                 "accuracy": validated.accuracy, "recipe": recipe, "data": data, "stages": earlier_stages,
                 "accuracy_split": f"validation ({len(val_batches.labels)} held-out training images, "
                                   f"seed {args.split_seed})",
                 "total_epochs": sum(stage["epochs"] for stage in earlier_stages) + epoch}
-        save_epoch(out, model, ema, meta, is_best, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                   history=history, best_accuracy=best, batches_rng=train_batches.generator.get_state(),
-                   torch_rng=torch.get_rng_state())
+        save_epoch(out, model, ema, meta, validated.accuracy >= best, optimizer=optimizer.state_dict(),
+                   scheduler=scheduler.state_dict(), history=history, best_accuracy=best,
+                   batches_rng=train_batches.generator.get_state(), torch_rng=torch.get_rng_state())
         print(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {validated.loss:.4f}, "
               f"validation accuracy {validated.accuracy:.2f} % (best {best:.2f} %), "
               f"{history[-1]['seconds']:.0f} s", flush=True)
-
-
-def stages_of(checkpoint: dict) -> list[dict]:
-    """The training stages behind a checkpoint: its own earlier stages, then itself."""
-    own = {key: checkpoint[key] for key in ("recipe", "accuracy", "history") if key in checkpoint}
-    return checkpoint.get("stages", []) + [own | {"epochs": checkpoint.get("epoch", 0)}]
-
-
-def whole_history(checkpoint: dict, history: list[dict]) -> list[dict]:
-    """`history` of a run preceded by its earlier stages' histories, epochs numbered on from one stage to the next."""
-    rows, offset = [], 0
-    for stage in checkpoint.get("stages", []):
-        rows += [row | {"epoch": row["epoch"] + offset} for row in stage.get("history", [])]
-        offset += stage["epochs"]
-    return rows + [row | {"epoch": row["epoch"] + offset} for row in history]
 
 
 def describe_source(data_dir) -> str:

@@ -359,3 +359,18 @@ def load_weights(model: nn.Module, checkpoint: dict, arch: str, classes: tuple[s
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise UserError(f"the weights in {path} do not fit this {arch}: {str(error).splitlines()[0]}") from None
+
+
+def stages_of(checkpoint: dict) -> list[dict]:
+    """The training stages behind a checkpoint: its own earlier stages, then itself."""
+    own = {key: checkpoint[key] for key in ("recipe", "accuracy", "history") if key in checkpoint}
+    return checkpoint.get("stages", []) + [own | {"epochs": checkpoint.get("epoch", 0)}]
+
+
+def whole_history(checkpoint: dict, history: list[dict]) -> list[dict]:
+    """`history` of a run preceded by its earlier stages' histories, epochs numbered on from one stage to the next."""
+    rows, offset = [], 0
+    for stage in checkpoint.get("stages", []):
+        rows += [row | {"epoch": row["epoch"] + offset} for row in stage.get("history", [])]
+        offset += stage["epochs"]
+    return rows + [row | {"epoch": row["epoch"] + offset} for row in history]

@@ -88,7 +88,7 @@ def test_a_second_stage_records_the_first(tiny_data, tmp_path):
     assert stage["history"] == first["history"]
     assert shipped["recipe"]["lr"] == 0.05 and shipped["recipe"]["init"].endswith("best.pt")
     history = json.loads((tmp_path / "second" / "history.json").read_text())
-    assert [row["epoch"] for row in train.whole_history(shipped, history)] == list(range(1, first["epoch"] + 2))
+    assert [row["epoch"] for row in utils.whole_history(shipped, history)] == list(range(1, first["epoch"] + 2))
 
 
 @pytest.mark.parametrize("flag", ["--epochs", "--batch-size"])
