@@ -185,7 +185,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="validate and keep an exponential moving average of the weights with this decay per step, "
                         "e.g. 0.999 (default: 0 = off)")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ "
-                        "(default: a copy found under data/, else download into data/)")
+                        "(default: download into data/; the held-out images come from this training split)")
     parser.add_argument("--classes", help=utils.CLASSES_HELP)
     parser.add_argument("--val-per-class", type=common.positive_int, default=500,
                         help="training images per class held out for validation (default: 500)")
