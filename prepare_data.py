@@ -43,7 +43,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     source, out = Path(args.source) / "train", Path(args.out)
     if not source.is_dir():
-        archive = next((place for place in utils.ARCHIVE_PLACES if Path(place).is_file()), None)
+        archive = utils.find_archive()
         how = f"`tar xzf {archive} -C data`" if archive else "extract your copy (e.g. `tar xzf ARCHIVE -C data`)"
         raise utils.UserError(f"{source} not found: --source must hold train/<class>/ images. First {how}, "
                               "then run this command again.")

@@ -139,12 +139,16 @@ def find_prepared_copy() -> Path | None:
     return None
 
 
+def find_archive() -> str | None:
+    """Where this machine's offline archive of the training images is, relative to the project folder, if anywhere."""
+    return next((place for place in ARCHIVE_PLACES if (DEFAULT_DATA_ROOT.parent / place).is_file()), None)
+
+
 def offline_route() -> str:
     """The commands that prepare the offline copy on this machine, as typed from the project folder; '' if none."""
-    root = DEFAULT_DATA_ROOT.parent
     if (DEFAULT_DATA_ROOT / "cifar10-jpg" / "train").is_dir():
         return "python prepare_data.py"
-    archive = next((place for place in ARCHIVE_PLACES if (root / place).is_file()), None)
+    archive = find_archive()
     if archive is None:
         return ""
     return f"tar xzf {archive} -C data && python prepare_data.py"

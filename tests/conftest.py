@@ -31,6 +31,14 @@ def impl(request):
     return load_module(path)
 
 
+def edit(text: str, *replacements: tuple[str, str]) -> str:
+    """The text with each (old, new) replaced once; old must be there."""
+    for old, new in replacements:
+        assert old in text, f"the reference no longer contains {old!r}: update the test"
+        text = text.replace(old, new, 1)
+    return text
+
+
 def run_grade(argv: list[str]) -> int:
     """grade.py's exit code for a command line, run in this process."""
     from common import run_cli

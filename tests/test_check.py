@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_grade
+from conftest import edit, run_grade
 
 import check
 from common import UserError, run_cli
@@ -24,14 +24,6 @@ ANSWER_LINES = {re.sub(r"\s*#.*", "", line).strip().rstrip(",")
 MAXPOOL = "nn.MaxPool2d(kernel_size=3, stride=2, padding=1),"
 LAYER3_BLOCK = "            ResidualBlock(512, 128, 512, downsample=False),  # 512 x 4 x 4\n"
 SAME_1X1 = "conv1x1(in_channels, middle_channels, stride=1, padding=0),  # middle x H x W"
-
-
-def edit(text: str, *replacements: tuple[str, str]) -> str:
-    """The text with each (old, new) replaced once; old must be there."""
-    for old, new in replacements:
-        assert old in text, f"the reference no longer contains {old!r}: update the test"
-        text = text.replace(old, new, 1)
-    return text
 
 
 def line_of(text: str, snippet: str) -> int:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_grade
+from conftest import edit, run_grade
 
 from grading.compare import PADDING_NOTE, STRIDE_NOTE, Reference, compare
 from grading.markers import fill_blanks, find_blanks, make_skeleton, reference_blanks
@@ -24,14 +24,6 @@ DOWN_1X1 = "conv1x1(in_channels, middle_channels, stride=2, padding=0),  # middl
 DOWN_3X3 = "conv3x3(middle_channels, middle_channels, stride=1, padding=1),  # middle x H/2 x W/2"
 SAME_3X3 = "conv3x3(middle_channels, middle_channels, stride=1, padding=1),  # middle x H x W"
 
-
-
-def edit(text: str, *replacements: tuple[str, str]) -> str:
-    """The text with each (old, new) replaced once; old must be there."""
-    for old, new in replacements:
-        assert old in text, f"the reference no longer contains {old!r}: update the test"
-        text = text.replace(old, new, 1)
-    return text
 
 
 def blank_lines(text: str, blank_id: str) -> tuple[int, int]:
