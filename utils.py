@@ -24,7 +24,7 @@ STD = (0.2023, 0.1994, 0.2010)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent / "data"
 CHECKPOINT_FORMAT = 1
-MODELS = ("resnet50", "resnet50-cifar", "vgg16")
+MODELS = ("resnet50", "resnet50-cifar", "vgg16", "vgg16-course")
 # --help texts shared by every script, so that each flag means one thing everywhere
 DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)"
 CLASSES_HELP = "comma-separated subset of CIFAR-10 classes, e.g. airplane,automobile,bird (default: all ten)"
@@ -309,9 +309,9 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
             raise UserError("resnet50-cifar (resnet_cifar.py) is not part of this copy of the project: "
                             "use --model resnet50 or vgg16.") from None
         return ResNet50Cifar(num_classes)
-    if arch == "vgg16":
+    if arch in ("vgg16", "vgg16-course"):
         from vgg import VGG16
-        return VGG16(num_classes)
+        return VGG16(num_classes, head="cifar" if arch == "vgg16" else "course")
     raise UserError(f"unknown model '{arch}': use one of {', '.join(MODELS)}.")
 
 

@@ -88,17 +88,17 @@ def test_three_class_subset(tiny_data):
 
 def test_three_class_end_to_end(tiny_data, tmp_path, capsys):
     out = tmp_path / "three-class"
-    argv = ["three-class", "--data-dir", str(tiny_data), "--out", str(out), "--epochs", "1", "--models", "vgg16",
+    argv = ["three-class", "--data-dir", str(tiny_data), "--out", str(out), "--epochs", "1", "--models", "vgg16-course",
             "--val-per-class", "2", "--device", "cpu"]
     experiments.main(argv)
     results = (out / "results.md").read_text()
     assert "1 of 20 epochs" in results and "not the report's run" in results
     assert "Shorter than the report's runs" in results
-    assert "| VGG16-BN (`vgg16`) | 33,617,987 | 30 / 6 |" in results
+    assert "| VGG16-BN, course head (`vgg16-course`) | 33,617,987 | 30 / 6 |" in results
     for name in ("history.png", "predictions.png", "confusion.png"):
-        assert_png(out / "vgg16" / name)
-    assert (out / "vgg16" / "history.csv").read_text().startswith("epoch,")
-    (out / "vgg16" / "confusion.png").unlink()
-    experiments.main(["figures", str(out / "vgg16"), "--data-dir", str(tiny_data), "--device", "cpu"])
-    assert_png(out / "vgg16" / "confusion.png")
+        assert_png(out / "vgg16-course" / name)
+    assert (out / "vgg16-course" / "history.csv").read_text().startswith("epoch,")
+    (out / "vgg16-course" / "confusion.png").unlink()
+    experiments.main(["figures", str(out / "vgg16-course"), "--data-dir", str(tiny_data), "--device", "cpu"])
+    assert_png(out / "vgg16-course" / "confusion.png")
     assert "warning" not in capsys.readouterr().out
