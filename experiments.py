@@ -34,7 +34,8 @@ RECIPE_WORDS = ("SGD lr 0.01, momentum 0.9 (no Nesterov), weight decay 5e-4, con
 RECIPE = ["--lr", "0.01", "--no-nesterov", "--weight-decay", "5e-4", "--schedule", "constant", "--label-smoothing", "0",
           "--batch-size", "128"]
 REPORTED = {"vgg16-course": "93 % (20 epochs, 111 s on a GPU)",
-            "resnet50-cifar": "89.1 % (15 epochs, 2 min 46 s on a GPU)", "scratch": "40 % after 20 epochs", "pretrained": "82 % after 20 epochs", "course": "82.4-83.0 % (1 epoch)"}
+            "resnet50-cifar": "89.1 % (15 epochs, 2 min 46 s on a GPU)", "scratch": "40 % after 20 epochs",
+            "pretrained": "82 % after 20 epochs", "course": "82.4-83.0 % (1 epoch)"}
 MODEL_NAMES = {"vgg16": "VGG16-BN, CIFAR head", "vgg16-course": "VGG16-BN, course head",
                "resnet50-cifar": "ResNet-50, CIFAR stem", "resnet50": "ResNet-50 (assignment)"}
 GRID_SIZE = 32  # validation images shown in predictions.png
