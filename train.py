@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
@@ -63,9 +64,9 @@ def course_step_line(epoch: int, epochs: int, step: int, total_steps: int, loss:
 
 def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, epochs: int, scheduler=None,
                     config: speed.Config = speed.COURSE_WAY, ema: AveragedModel | None = None,
-                    quiet: bool = False) -> tuple[float, float]:
+                    quiet: bool = False, teacher: nn.Module | None = None) -> tuple[float, float]:
     """One pass over `batches`; prints the course's step lines (unless quiet); returns the mean loss and
-    accuracy (%)."""
+    accuracy (%). With a teacher, `criterion` is a Distillation and also gets the teacher's logits."""
     model.train()
     total_steps = len(batches)
     window_loss, window_steps, epoch_loss = 0.0, 0, 0.0
@@ -74,7 +75,12 @@ def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, ep
     for step, (images, labels) in enumerate(batches, start=1):
         with speed.autocast(device, config):
             logits = model(images)
-            loss = criterion(logits, labels)
+            if teacher is None:
+                loss = criterion(logits, labels)
+            else:
+                with torch.no_grad():  # the teacher only gives targets: no graph, no gradients
+                    targets = teacher(images)  # on the same augmented batch as the student
+                loss = criterion(logits, labels, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -151,6 +157,40 @@ def build_schedule(optimizer, schedule: str, lr: float, epochs: int, steps_per_e
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
+class Distillation(nn.Module):
+    """Knowledge distillation (Hinton et al., 2015): (1 - W) * criterion + W * T^2 * KL(teacher_T || student_T).
+
+    Both softmaxes are taken at temperature T; the T^2 keeps the soft term's gradients as large as the hard
+    term's whatever T is. Computed in float32, as bf16 autocast would round the small probabilities away.
+    """
+
+    def __init__(self, criterion: nn.Module, weight: float, temperature: float):
+        super().__init__()
+        self.criterion, self.weight, self.temperature = criterion, weight, temperature
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        student = F.log_softmax(logits.float() / t, dim=1)
+        teacher = F.log_softmax(teacher_logits.float() / t, dim=1)
+        soft = F.kl_div(student, teacher, log_target=True, reduction="batchmean")  # KL(teacher || student)
+        return (1 - self.weight) * self.criterion(logits, labels) + self.weight * t * t * soft
+
+
+def load_teacher(path: str, classes: tuple[str, ...], device, config: speed.Config) -> nn.Module:
+    """A trained model of any of MODELS, frozen in eval mode and run the way `config` says."""
+    state = utils.load_checkpoint(path)
+    if tuple(state.get("classes", ())) != tuple(classes):
+        raise common.UserError(
+            f"the teacher {path} predicts {len(state.get('classes', ()))} classes "
+            f"({', '.join(state.get('classes', ()))}), but this run trains on {len(classes)} "
+            f"({', '.join(classes)}): the two softmaxes must be over the same classes, in the same order. "
+            "Pass a teacher trained with the run's --classes, or change --classes to the teacher's.")
+    teacher = utils.build_model(state.get("arch"), len(classes))
+    utils.load_weights(teacher, state, state.get("arch"), tuple(classes), path)
+    teacher.requires_grad_(False)
+    return speed.prepare(teacher, device, config).eval()  # eval: its batch-norm uses its own statistics
+
+
 def build_ema(model: nn.Module, decay: float) -> AveragedModel | None:
     """An exponential moving average of the weights and batch-norm statistics (None when decay is 0)."""
     if not decay:
@@ -184,6 +224,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ema", type=common.natural_float, default=0, metavar="DECAY",
                         help="validate and keep an exponential moving average of the weights with this decay per step, "
                         "e.g. 0.999 (default: 0 = off)")
+    parser.add_argument("--teacher", metavar="CHECKPOINT",
+                        help="knowledge distillation: also learn from this trained model's predictions (a checkpoint "
+                        "of any --model, e.g. a vgg16 run's best.pt, trained on the run's classes); it sees the same "
+                        "augmented batches, in eval mode and without gradients (default: none)")
+    parser.add_argument("--kd-weight", type=common.natural_float, metavar="W",
+                        help="with --teacher: loss = (1 - W) * cross-entropy (label-smoothed) + W * T^2 * "
+                        "KL(teacher || student), both softmaxes at temperature T (default: 0.5)")
+    parser.add_argument("--kd-temperature", type=common.positive_float, metavar="T",
+                        help="with --teacher: the softmax temperature T of the distillation term; higher shows more "
+                        "of the teacher's view of the wrong classes (default: 4)")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ "
                         "(default: download into data/; the held-out images come from this training split)")
     parser.add_argument("--classes", help=utils.CLASSES_HELP)
@@ -205,6 +255,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.ema >= 1:
         parser.error(f"--ema must be below 1 (e.g. 0.999), got {args.ema}")
+    if not args.teacher and (args.kd_weight is not None or args.kd_temperature is not None):
+        parser.error("--kd-weight and --kd-temperature only apply with --teacher CHECKPOINT")
+    if args.kd_weight is not None and args.kd_weight > 1:
+        parser.error(f"--kd-weight must be between 0 and 1, got {args.kd_weight}")
+    if args.teacher:
+        args.kd_weight = 0.5 if args.kd_weight is None else args.kd_weight
+        args.kd_temperature = 4.0 if args.kd_temperature is None else args.kd_temperature
     return args
 
 
@@ -220,6 +277,8 @@ def recipe_of(args, precision: str) -> dict:
         recipe["ema"] = args.ema
     if args.init:
         recipe["init"] = args.init
+    if args.teacher:  # runs without a teacher (and older runs) have none of these keys
+        recipe.update(teacher=args.teacher, kd_weight=args.kd_weight, kd_temperature=args.kd_temperature)
     return recipe
 
 
@@ -326,6 +385,8 @@ def main(argv=None) -> None:
     model = speed.prepare(model, device, config)
     ema = build_ema(model, args.ema)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    teacher = load_teacher(args.teacher, classes, device, config) if args.teacher else None
+    train_criterion = Distillation(criterion, args.kd_weight, args.kd_temperature) if teacher else criterion
     optimizer = build_optimizer(model, "sgd", args.lr, args.weight_decay, args.nesterov)
     scheduler = build_schedule(optimizer, args.schedule, args.lr, args.epochs, len(train_batches))
     history, start_epoch, best = [], 1, 0.0
@@ -335,8 +396,8 @@ def main(argv=None) -> None:
 
     for epoch in range(start_epoch, args.epochs + 1):
         started = time.perf_counter()
-        train_loss, train_accuracy = train_one_epoch(model, train_batches, optimizer, criterion, device, epoch,
-                                                     args.epochs, scheduler, config, ema)
+        train_loss, train_accuracy = train_one_epoch(model, train_batches, optimizer, train_criterion, device, epoch,
+                                                     args.epochs, scheduler, config, ema, teacher=teacher)
         train_seconds = time.perf_counter() - started
         validated = evaluate(ema.module if ema else model, val_batches, device, config, criterion)
         print(accuracy_line(validated.accuracy, "validation"), flush=True)
