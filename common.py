@@ -1,4 +1,4 @@
-"""Helpers every script shares that need no torch: user errors, the CLI runner,
+"""Helpers every script shares that need no torch: user errors, the CLI runner, paths as printed,
 argparse number types, atomic writes and time formatting.
 
 The grader imports this module too, so it must stay free of torch and numpy.
@@ -17,17 +17,41 @@ class UserError(Exception):
 
 
 def run_cli(entry, argv=None) -> None:
-    """Run a command-line entry point; a UserError becomes one clear line and exit code 2."""
+    """Run a command-line entry point: a UserError becomes one clear line and exit code 2; a closed stdout, silence.
+
+    An integer return value becomes the exit code; None returns normally.
+    """
     try:
-        code = entry(argv)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        try:
+            code = _run(entry, argv)
+        finally:  # also on argparse's exit (--help): buffered output meets a closed pipe here, not at exit
+            sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`python main.py | head`): Python's documented recipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the flush at exit stays quiet
+        code = 1
     if isinstance(code, int):
         sys.exit(code)
+
+
+def _run(entry, argv) -> int | None:
+    """entry(argv)'s exit code, a UserError or Ctrl-C turned into one."""
+    try:
+        return entry(argv)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def display_path(path: str | Path) -> str:
+    """A path as the scripts print it: relative when it lies inside the current folder, else as given."""
+    absolute = Path(os.path.abspath(path))  # lexical, like the path the user typed: no symlinks resolved
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 # ------------------------------------------------------- command-line numbers

@@ -62,16 +62,18 @@ def load_model(args, classes):
         print(f"Model: {args.model} from random weights (--no-pretrained): "
               "this is training from scratch, not fine-tuning.")
         return model, {}
-    path = Path(args.checkpoint or CHECKPOINT_DIR / f"{args.model}_cifar10.pt")
+    path = pretrained_path(args)
     if not path.is_file():
+        data_dir = utils.find_prepared_copy()
         raise common.UserError(
-            f"no pretrained checkpoint at {path}. Make one with `python train.py --model {args.model} "
-            f"--data-dir {utils.find_prepared_copy() or 'DIR'} --out runs/train` and pass "
-            "--checkpoint runs/train/best.pt, or pass --no-pretrained to train from scratch.")
+            f"no pretrained checkpoint at {common.display_path(path)}. Make one with `python train.py --model "
+            f"{args.model} --data-dir {common.display_path(data_dir) if data_dir else 'DIR'} --out runs/train` and "
+            "pass --checkpoint runs/train/best.pt, or pass --no-pretrained to train from scratch.")
     meta = utils.load_checkpoint(path)
     utils.load_weights(model, meta, args.model, classes, path)
     meta["path"] = path
-    print(f"Model: pretrained {args.model} from {path} ({trained_epochs(meta)} epochs{describe_accuracy(meta)})")
+    print(f"Model: pretrained {args.model} from {common.display_path(path)} "
+          f"({trained_epochs(meta)} epochs{describe_accuracy(meta)})")
     return model, meta
 
 
@@ -94,8 +96,9 @@ def load_data(args, classes, device):
     train_images, train_labels = utils.load_data("train", data_dir, classes)
     test_images, test_labels = utils.load_data("test", data_dir, classes)
     how = "--data-dir" if args.data_dir else "found by itself; --data-dir chooses another" if data_dir else "download"
-    print(f"Data: {data_dir or utils.DEFAULT_DATA_ROOT} ({how}): {len(train_labels)} training and {len(test_labels)} "
-          f"test images, loaded in {time.perf_counter() - started:.1f} s", flush=True)
+    where = common.display_path(data_dir or utils.DEFAULT_DATA_ROOT)
+    print(f"Data: {where} ({how}): {len(train_labels)} training and {len(test_labels)} test images, loaded in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
     train_batches = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=args.seed)
     test_batches = utils.Batches(test_images, test_labels, EVAL_BATCH_SIZE, device, train=False)
     return train_batches, test_batches
@@ -104,6 +107,11 @@ def load_data(args, classes, device):
 def timestamp() -> str:
     """'20261124-081502': the local date and time, for file names."""
     return time.strftime("%Y%m%d-%H%M%S")
+
+
+def pretrained_path(args) -> Path:
+    """--checkpoint, or the shipped checkpoint of the model."""
+    return Path(args.checkpoint or CHECKPOINT_DIR / f"{args.model}_cifar10.pt")
 
 
 def output_path(args) -> Path:
@@ -120,10 +128,11 @@ def main(argv=None) -> None:
     utils.seed_everything(args.seed)
     classes = utils.parse_classes(args.classes)
     out_path = output_path(args)
-    pretrained = Path(args.checkpoint or CHECKPOINT_DIR / f"{args.model}_cifar10.pt")
-    if not args.no_pretrained and out_path.resolve() == pretrained.resolve():
+    if not args.no_pretrained and out_path.resolve() == pretrained_path(args).resolve():
         raise common.UserError(f"--out {out_path} is the pretrained checkpoint itself; choose another file so it is "
                                "never overwritten.")
+    if out_path.is_dir():  # found now, not after the training it would lose
+        raise common.UserError(f"--out {out_path} is a folder; give a file name, e.g. {out_path / 'finetuned.pt'}.")
 
     model, meta = load_model(args, classes)
     print(f"Device: {device} ({speed.device_name(device)})", flush=True)
@@ -153,7 +162,8 @@ def main(argv=None) -> None:
                                                 "classes": list(classes),
                                                 "epoch": trained_epochs(meta) + args.epochs, "accuracy": accuracy,
                                                 "accuracy_split": "test", "recipe": recipe})
-        print(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to {out_path}")
+        print(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to "
+              f"{common.display_path(out_path)}")
     print(f"Done in {common.format_seconds(time.perf_counter() - started)} on {device}.")
 
 

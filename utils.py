@@ -91,22 +91,32 @@ def list_image_folder(folder: Path) -> list[tuple[Path, int]]:
     return items
 
 
+def read_image(path: Path) -> np.ndarray:
+    """Decode one CIFAR-10 image file into uint8 (32, 32, 3); an empty, damaged or wrong-size file is a UserError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except OSError as error:  # PIL's errors on bad content (not an image, truncated) are OSErrors too
+        if error.filename:  # the file system's: permission denied, ...
+            reason = error.strerror
+        elif isinstance(error, UnidentifiedImageError):
+            reason = "the file is empty" if path.stat().st_size == 0 else "it is not an image"
+        else:
+            reason = f"it is damaged or truncated ({error})"
+        raise UserError(f"cannot read image {path}: {reason}. Remove or replace the file, then run the same "
+                        "command again.") from None
+    if array.shape != (32, 32, 3):
+        raise UserError(f"{path} is {array.shape[1]}x{array.shape[0]}; CIFAR-10 images are 32x32.")
+    return array
+
+
 def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """Decode folder/<class>/* into uint8 images (N, 32, 32, 3) and CIFAR-10 labels."""
-    from PIL import Image
-
-    images, labels = [], []
-    for path, label in list_image_folder(folder):
-        try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB"))
-        except OSError as error:
-            raise UserError(f"cannot read image {path}: {error}. Remove or replace the file.") from None
-        if array.shape != (32, 32, 3):
-            raise UserError(f"{path} is {array.shape[1]}x{array.shape[0]}; CIFAR-10 images are 32x32.")
-        images.append(array)
-        labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    items = list_image_folder(folder)
+    images = [read_image(path) for path, _ in items]
+    return np.stack(images), np.asarray([label for _, label in items], dtype=np.int64)
 
 
 def _read_batches(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -327,42 +337,68 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict, half: bool =
 
 def load_checkpoint(path: str | Path, device="cpu") -> dict:
     """Read a checkpoint safely (weights_only=True); any problem becomes a UserError."""
-    path = Path(path)
+    path, shown = Path(path), common.display_path(path)
+    again = "Download or copy it again, or train a new one with train.py."
     if not path.is_file():
-        raise UserError(f"checkpoint {path} not found.")
+        raise UserError(f"checkpoint {shown} not found.")
+    if path.stat().st_size == 0:
+        raise UserError(f"cannot read checkpoint {shown}: the file is empty. {again}")
     if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive; a cut-off one loses its index
-        raise UserError(f"cannot read checkpoint {path}: it is truncated or not a PyTorch file. "
-                        "Download or copy it again, or train a new one with train.py.")
+        raise UserError(f"cannot read checkpoint {shown}: it is truncated or not a PyTorch file. {again}")
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
         reason = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "unsupported content")
-        raise UserError(f"refusing to load {path}: it holds objects other than tensors and plain values, "
+        raise UserError(f"refusing to load {shown}: it holds objects other than tensors and plain values, "
                         f"which could run code ({reason}). Only load checkpoints written by this project.") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        raise UserError(f"cannot read checkpoint {path}: it is truncated or not a PyTorch file "
-                        f"({str(error).splitlines()[0]}). "
-                        "Download or copy it again, or train a new one with train.py.") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT or "model" not in checkpoint:
-        raise UserError(f"{path} is not a checkpoint of this project "
-                        f"(no 'format': {CHECKPOINT_FORMAT} with model weights). Make one with train.py.")
+        raise UserError(f"cannot read checkpoint {shown}: it is truncated or not a PyTorch file "
+                        f"({str(error).splitlines()[0]}). {again}") from None
+    if not (isinstance(checkpoint, dict) and checkpoint.get("format") == CHECKPOINT_FORMAT
+            and isinstance(checkpoint.get("model"), dict)
+            and all(isinstance(value, torch.Tensor) for value in checkpoint["model"].values())):
+        raise UserError(f"{shown} is not a checkpoint of this project (no 'format': {CHECKPOINT_FORMAT} with "
+                        "model weights; a bare model.state_dict() is not one either). Make one with train.py.")
     return checkpoint
 
 
+def shape_text(tensor: torch.Tensor) -> str:
+    """A tensor's shape as the assignment writes it: '64 x 3 x 7 x 7'."""
+    return " x ".join(map(str, tensor.shape)) or "a single number"
+
+
+def weight_mismatches(model: nn.Module, state: dict, limit: int = 3) -> list[str]:
+    """How a state dict differs from the model's parameters, in the model's order: shapes, missing, extra keys."""
+    expected = model.state_dict()
+    shapes = [f"{key} (the model: {shape_text(expected[key])}, the checkpoint: {shape_text(state[key])})"
+              for key in expected if key in state and expected[key].shape != state[key].shape]
+    missing = [key for key in expected if key not in state]
+    extra = [key for key in state if key not in expected]
+    problems = []
+    for keys, what in [(shapes, "of another shape"), (missing, "missing from the checkpoint"),
+                       (extra, "in the checkpoint but not in the model")]:
+        if keys:
+            more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+            problems.append(f"{len(keys)} {what}: {', '.join(keys[:limit])}{more}")
+    return problems
+
+
 def load_weights(model: nn.Module, checkpoint: dict, arch: str, classes: tuple[str, ...], path) -> None:
-    """Put a checkpoint's weights into model after checking architecture and classes."""
+    """Put a checkpoint's weights into model after checking architecture, classes and every parameter's shape."""
+    shown = common.display_path(path)
     if checkpoint.get("arch") != arch:
-        raise UserError(f"{path} holds a '{checkpoint.get('arch')}' model, not '{arch}'. "
+        raise UserError(f"{shown} holds a '{checkpoint.get('arch')}' model, not '{arch}'. "
                         f"Pass --model {checkpoint.get('arch')} or a checkpoint of the right model.")
     if tuple(checkpoint.get("classes", ())) != tuple(classes):
-        raise UserError(f"{path} was trained on {len(checkpoint.get('classes', ()))} classes "
+        raise UserError(f"{shown} was trained on {len(checkpoint.get('classes', ()))} classes "
                         f"({', '.join(checkpoint.get('classes', ()))}), not on {', '.join(classes)}. "
                         "Pass the matching --classes, or --no-pretrained to start from scratch.")
     state = {key.removeprefix("module."): value for key, value in checkpoint["model"].items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise UserError(f"the weights in {path} do not fit this {arch}: {str(error).splitlines()[0]}") from None
+    if problems := weight_mismatches(model, state):
+        where = ("The first name is the layer to fix in resnet.py (`python check.py resnet.py` checks each blank)."
+                 if arch == "resnet50" else "The first name is the first layer that differs.")
+        raise UserError(f"the weights in {shown} do not fit this {arch}: {'; '.join(problems)}. {where}")
+    model.load_state_dict(state, strict=True)
 
 
 def stages_of(checkpoint: dict) -> list[dict]:

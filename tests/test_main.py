@@ -109,8 +109,37 @@ def test_truncated_checkpoint(capsys, tiny_data, tiny_checkpoint, tmp_path):
     write_and_check_untouched(capsys, tiny_data, tmp_path, data[: len(data) // 2], "truncated or not a PyTorch file")
 
 
-def test_corrupt_checkpoint(capsys, tiny_data, tmp_path):
-    write_and_check_untouched(capsys, tiny_data, tmp_path, os.urandom(4096), "truncated or not a PyTorch file")
+@pytest.mark.parametrize("content,pattern", [
+    (os.urandom(4096), "truncated or not a PyTorch file"),
+    ("Poids du modèle entraîné\n".encode("latin-1"), "truncated or not a PyTorch file"),  # not UTF-8
+    (b"", "the file is empty"),
+    (b"\0" * 4096, "truncated or not a PyTorch file"),
+], ids=["random-bytes", "latin-1-text", "empty", "nul-bytes"])
+def test_a_file_that_is_no_checkpoint(capsys, tiny_data, tmp_path, content, pattern):
+    write_and_check_untouched(capsys, tiny_data, tmp_path, content, pattern)
+
+
+def test_a_zip_that_is_no_pytorch_file(capsys, tiny_data, tmp_path):
+    import zipfile
+
+    path = tmp_path / "notes.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("notes.txt", "not weights")
+    write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(), "truncated or not a PyTorch file")
+
+
+@pytest.mark.parametrize("content", [torch.ones(3), {"format": 1, "arch": "resnet50", "model": [1, 2]}],
+                         ids=["a-tensor", "model-not-weights"])
+def test_a_pytorch_file_that_is_no_checkpoint_of_this_project(capsys, tiny_data, tmp_path, content):
+    path = tmp_path / "other.pt"
+    torch.save(content, path)
+    write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(), "not a checkpoint of this project")
+
+
+def test_a_bare_state_dict_is_named_as_such(capsys, tiny_data, tmp_path):
+    path = tmp_path / "state_dict.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(), "a bare model.state_dict")
 
 
 class RunsCode:
@@ -145,7 +174,27 @@ def test_checkpoint_of_another_class_count(capsys, tiny_data, tiny_checkpoint, t
 def test_checkpoint_with_wrong_weights(capsys, tiny_data, tmp_path):
     path = tmp_path / "wrong.pt"
     utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "resnet50", "classes": list(utils.CIFAR10_CLASSES)})
-    write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(), "do not fit this resnet50")
+    write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(),
+                              r"do not fit this resnet50: \d+ missing from the checkpoint: layer1\.0\.weight, .* and "
+                              r"\d+ more; 2 in the checkpoint but not in the model: weight, bias\. The first name")
+
+
+def test_weights_that_do_not_fit_name_the_layer_and_both_shapes(capsys, tiny_data, tmp_path):
+    from resnet import ResNet50
+
+    model = ResNet50(10)
+    model.fc = torch.nn.Linear(2048, 10)  # a student's fc with the wrong number of inputs
+    path = tmp_path / "wide_fc.pt"
+    utils.save_checkpoint(path, model, {"arch": "resnet50", "classes": list(utils.CIFAR10_CLASSES)})
+    write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(),
+                              r"do not fit this resnet50: 1 of another shape: fc\.weight \(the model: 10 x 1024, "
+                              r"the checkpoint: 10 x 2048\)\. The first name is the layer to fix in resnet\.py")
+    assert "Error(s) in loading state_dict" not in capsys.readouterr().err
+
+
+def test_out_may_not_be_a_folder(capsys, tiny_data, tiny_checkpoint, tmp_path):
+    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", tmp_path],
+               "is a folder; give a file name")
 
 
 def test_out_may_not_be_the_pretrained_file(capsys, tiny_data, tiny_checkpoint):
@@ -153,7 +202,6 @@ def test_out_may_not_be_the_pretrained_file(capsys, tiny_data, tiny_checkpoint):
     fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", tiny_checkpoint],
                "never overwritten")
     assert tiny_checkpoint.read_bytes() == before
-
 
 
 def test_each_fine_tune_writes_a_new_file_and_says_where(tiny_data, tiny_checkpoint, tmp_path, capsys, monkeypatch):
@@ -192,6 +240,38 @@ def test_offline_download_error_names_the_archive_and_prepare_data(tmp_path, cap
     fails_with(capsys, ["--no-pretrained", "--epochs", "0"],
                r"could not download CIFAR-10.*run `tar xzf \.\./shared/data/cifar10-train-jpg\.tar\.gz -C data && "
                r"python prepare_data\.py`")
+
+
+def test_paths_inside_the_current_folder_print_relative(tiny_data, tiny_checkpoint, capsys, monkeypatch):
+    monkeypatch.chdir(tiny_checkpoint.parent.parent)
+    run_cli(main.main, ["--data-dir", str(tiny_data), "--checkpoint", str(tiny_checkpoint), "--epochs", "0"])
+    out = capsys.readouterr().out
+    assert f"Model: pretrained resnet50 from {tiny_checkpoint.parent.name}/resnet50_tiny.pt (1 epochs" in out
+    assert f"Data: {tiny_data.name} (--data-dir)" in out
+
+
+def closed_stdout_run(*args, buffered: bool = True) -> subprocess.CompletedProcess:
+    """python main.py ARGS writing to a pipe whose reader has already gone, as `python main.py | head -0` would."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=300,
+                              env=env if buffered else {**env, "PYTHONUNBUFFERED": "1"})
+    finally:
+        os.close(write_end)
+
+
+def test_stdout_closed_early_is_quiet(tiny_data):
+    result = closed_stdout_run("--data-dir", tiny_data, "--no-pretrained", "--epochs", "0", "--device", "cpu")
+    assert (result.returncode, result.stderr) == (1, "")
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_help_into_a_closed_stdout_is_quiet(buffered):
+    result = closed_stdout_run("--help", buffered=buffered)
+    assert result.stderr == "" and result.returncode in (0, 1)  # 0: argparse itself ignores the failed write
 
 
 def test_header_explains_the_fp16_copy_of_the_checkpoint(tiny_data, tiny_checkpoint, capsys):
