@@ -228,7 +228,8 @@ def validation_indices(labels: torch.Tensor, per_class: int, seed: int) -> torch
     for label in labels.unique().tolist():
         members = (labels == label).nonzero().flatten()
         if len(members) <= per_class:
-            raise UserError(f"class {label} has only {len(members)} training images; cannot hold out {per_class}.")
+            raise UserError(f"class {CIFAR10_CLASSES[label]} has only {len(members)} training images; cannot hold "
+                            f"out {per_class} of them: choose a smaller --val-per-class.")
         chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
     return torch.cat(chosen).sort().values
 

@@ -1,8 +1,11 @@
 """common.py: the torch-free helpers every script (the grader included) shares."""
 import argparse
 import os
+import subprocess
+import sys
 
 import pytest
+from conftest import ROOT
 
 import common
 
@@ -49,3 +52,42 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
 @pytest.mark.parametrize("seconds,text", [(7.4, "7 s"), (166, "2 min 46 s"), (3725, "1 h 02 min")])
 def test_format_seconds(seconds, text):
     assert common.format_seconds(seconds) == text
+
+
+def closed_stdout_run(code: str, buffered: bool = True) -> subprocess.CompletedProcess:
+    """Run Python code whose stdout is a pipe nobody reads any more, as `... | head` leaves it."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60, env=env if buffered else {**env, "PYTHONUNBUFFERED": "1"})
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_run_cli_is_quiet_when_the_reader_goes_away(buffered):
+    result = closed_stdout_run("import common; common.run_cli(lambda argv: print('line\\n' * 100))", buffered)
+    assert (result.returncode, result.stderr) == (1, "")
+
+
+def test_without_run_cli_the_same_script_shows_a_traceback():  # what the test above guards against
+    result = closed_stdout_run("print('line\\n' * 100)")
+    assert "BrokenPipeError" in result.stderr
+
+
+def test_run_cli_passes_argparse_exits_on():
+    result = closed_stdout_run("import argparse, common\n"
+                               "common.run_cli(lambda argv: argparse.ArgumentParser().parse_args(['--bad']))")
+    assert result.returncode == 2 and "unrecognized arguments: --bad" in result.stderr
+    assert "BrokenPipe" not in result.stderr
+
+
+def test_display_path_is_relative_inside_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert common.display_path(tmp_path / "runs" / "a.pt") == "runs/a.pt"
+    assert common.display_path("runs/a.pt") == "runs/a.pt"
+    assert common.display_path(tmp_path) == "."
+    assert common.display_path("/elsewhere/a.pt") == "/elsewhere/a.pt"
+    assert common.display_path("../a.pt") == "../a.pt"  # outside: as given
