@@ -36,7 +36,7 @@ def requirements() -> str:
 
 def zip_members() -> dict[str, Path]:
     """Name in the zip -> file here, for everything but the scripts and the requirements."""
-    members = {name: ROOT / name for name in ("grade.py", "common.py")}
+    members = {name: ROOT / name for name in ("grade.py", "common.py", "probes.py")}
     members["resnet.py"] = REFERENCE
     members["tests/test_resnet.py"] = LAYER_TESTS
     for path in sorted(PACKAGE.rglob("*")):
@@ -46,8 +46,8 @@ def zip_members() -> dict[str, Path]:
     return members
 
 
-def build_zip(output: Path) -> list[str]:
-    """Write the autograder zip (atomically); return the names in it."""
+def build_zip() -> tuple[bytes, list[str]]:
+    """The autograder zip, and the names in it."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for script in SCRIPTS:
@@ -62,8 +62,7 @@ def build_zip(output: Path) -> list[str]:
         for name, path in zip_members().items():
             archive.write(path, name)
         names = archive.namelist()
-    write_atomically(output, buffer.getvalue())
-    return names
+    return buffer.getvalue(), names
 
 
 def find_submission(folder: Path) -> Path | None:

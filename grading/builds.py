@@ -1,8 +1,10 @@
 """Compare what two files build for a blank (fingerprints, see fingerprint.py), without torch.
 
-Two builds are the same when every probe of the blank gives the same module tree (types, settings,
-parameter shapes, number of distinct parameter tensors) and, with the same weights in both, the same
-output (up to rounding); or when both fail in the same way.
+Behaviour over spelling: two builds are the same when every probe of the blank gives the same parameter
+names and shapes (so the checkpoint's weights load into both), the same number of distinct parameter
+tensors and, with the same weights in both, the same output (up to rounding); or when both fail in the
+same way. Settings that change nothing (a list for an int, a pool's stride equal to its window) do not
+count; the module trees only explain a difference in words.
 """
 from __future__ import annotations
 
@@ -12,29 +14,39 @@ import re
 
 RELATIVE = 1e-5  # of the output's absolute sum
 BLOCK_BRANCHES = re.compile(r"^\d+\.layer\.")  # in a layer: what the blocks' own blanks build
-OTHER_BLANKS = {"layer2": BLOCK_BRANCHES, "layer3": BLOCK_BRANCHES, "layer4": BLOCK_BRANCHES}
+INSIDE_BLOCKS = re.compile(r"^\d+\.")  # in a layer: everything inside its blocks
+LAYERS = ("layer2", "layer3", "layer4")
+FIELDS = {"label", "tree", "params", "distinct", "output", "error", "kind"}
 
 
-def valid(probes: object) -> list[dict] | None:
-    """The probes of one blank as the sandbox reported them, if they have the expected form (else None)."""
-    def is_rows(value: object, width: int) -> bool:
-        return isinstance(value, list) and all(isinstance(r, list) and len(r) == width for r in value)
+def valid(probes: object, labels: list[str]) -> list[dict] | None:
+    """The probes of one blank as the sandbox reported them, if they have exactly the expected form (else None)."""
+    def strings(value: object, width: int) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(r, list) and len(r) == width and all(isinstance(x, str) for x in r) for r in value)
 
-    if not isinstance(probes, list) or not all(isinstance(p, dict) and isinstance(p.get("label"), str)
-                                               for p in probes):
+    def ints(value: object) -> bool:
+        return isinstance(value, list) and all(type(x) is int for x in value)
+
+    if not isinstance(probes, list) or [p.get("label") if isinstance(p, dict) else None for p in probes] != labels:
         return None
     for probe in probes:
+        if not probe.keys() <= FIELDS:
+            return None
         if "error" in probe:
-            if not isinstance(probe["error"], str):
+            if not isinstance(probe["error"], str) or not isinstance(probe.get("kind", ""), str):
                 return None
             continue
-        output = probe.get("output")
-        if not (is_rows(probe.get("tree"), 3) and is_rows(probe.get("params"), 2)
-                and isinstance(probe.get("distinct"), int) and isinstance(output, dict)):
+        output, params = probe.get("output"), probe.get("params")
+        if not (strings(probe.get("tree"), 3) and isinstance(params, list) and type(probe.get("distinct")) is int
+                and all(isinstance(r, list) and len(r) == 2 and isinstance(r[0], str) and ints(r[1]) for r in params)
+                and isinstance(output, dict)):
             return None
-        if "error" not in output and not (isinstance(output.get("shape"), list)
-                                          and isinstance(output.get("values"), list)
-                                          and all(isinstance(v, (int, float, str)) for v in output["values"])):
+        if output.keys() == {"error"}:
+            if not isinstance(output["error"], str):
+                return None
+        elif not (output.keys() == {"shape", "values"} and ints(output["shape"]) and isinstance(output["values"], list)
+                  and all(type(v) in (int, float, str) for v in output["values"])):
             return None
     return probes
 
@@ -46,15 +58,16 @@ def same_build(mine: list[dict] | None, theirs: list[dict] | None) -> bool:
     return all(difference(a, b) is None for a, b in zip(mine, theirs, strict=True))
 
 
-def own_part(probes: list[dict] | None, blank_id: str) -> list[dict] | None:
-    """A blank's build without what other blanks build inside it (a layer without its blocks' branches).
+def own_part(probes: list[dict] | None, blank_id: str, blocks_charged: bool = False) -> list[dict] | None:
+    """A blank's build without what other blanks build inside it (a layer without its blocks' branches, or
+    without anything inside its blocks when code outside the blanks already costs a block's points).
 
     The outputs go too: they depend on the parts left out. Used to tell whether code outside the
     blanks changes the blank itself, not a blank it contains (which is charged on its own).
     """
-    pattern = OTHER_BLANKS.get(blank_id)
-    if probes is None or pattern is None:
+    if probes is None or blank_id not in LAYERS:
         return probes
+    pattern = INSIDE_BLOCKS if blocks_charged else BLOCK_BRANCHES
     return [{key: value for key, value in probe.items() if key not in ("output", "distinct")}
             | ({"tree": [row for row in probe["tree"] if not pattern.match(row[0])],
                 "params": [row for row in probe["params"] if not pattern.match(row[0])]} if "tree" in probe else {})
@@ -70,17 +83,27 @@ def same_shapes(mine: list[dict] | None, theirs: list[dict] | None) -> bool:
 
 
 def difference(mine: dict, theirs: dict) -> str | None:
-    """How one probe's build differs from another's, None if it does not."""
+    """How one probe's build differs from another's, None if it does not (see the module's docstring)."""
     if "error" in mine or "error" in theirs:
         if mine.get("kind") == theirs.get("kind") and "error" in mine and "error" in theirs:
             return None
         return mine.get("error") or f"it builds, where the other fails: {theirs['error']}"
-    if mine["tree"] != theirs["tree"]:
-        return tree_difference(mine["tree"], theirs["tree"])
-    if mine["params"] != theirs["params"] or mine.get("distinct") != theirs.get("distinct"):
+    if mine["params"] != theirs["params"]:
+        return tree_difference(mine["tree"], theirs["tree"], mine["params"], theirs["params"])
+    if mine.get("distinct") != theirs.get("distinct"):
         return (f"{mine['distinct']} distinct parameter tensors where the reference has {theirs['distinct']}"
                 " (a module used twice shares its weights)")
-    return output_difference(mine.get("output", {}), theirs.get("output", {}))
+    if "output" not in mine and "output" not in theirs:  # own parts: what is left of the module tree
+        return None if paths(mine["tree"]) == paths(theirs["tree"]) else tree_difference(mine["tree"], theirs["tree"])
+    why = output_difference(mine.get("output", {}), theirs.get("output", {}))
+    if why and mine["tree"] != theirs["tree"]:
+        return tree_difference(mine["tree"], theirs["tree"])
+    return why
+
+
+def paths(tree: list[list[str]]) -> list[str]:
+    """The paths of a module tree's rows."""
+    return [row[0] for row in tree]
 
 
 def output_difference(mine: dict, theirs: dict) -> str | None:
@@ -114,8 +137,12 @@ def leaves(tree: list[list[str]]) -> list[str]:
             if not any(p.startswith(row[0] + ".") if row[0] else p for p in paths)]
 
 
-def tree_difference(mine: list[list[str]], theirs: list[list[str]]) -> str:
-    """The first place where two module trees differ, in words."""
+def tree_difference(mine: list[list[str]], theirs: list[list[str]], my_params: list | None = None,
+                    their_params: list | None = None) -> str:
+    """The first place where two module trees (or, when the trees agree, their parameters) differ, in words."""
+    if mine == theirs and my_params is not None:
+        first = next((a, b) for a, b in zip([*my_params, None], [*their_params, None], strict=False) if a != b)
+        return f"parameter {first[0] or first[1]} where the reference has {first[1] or '(none)'}"
     if leaves(mine) == leaves(theirs):
         return ("the same layers as the reference, grouped differently: the parameter names differ (so the "
                 "checkpoint's weights would not load)")

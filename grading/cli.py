@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from common import UserError, positive_float, positive_int, write_atomically
+from common import UserError, natural_int, positive_float, positive_int, write_atomically
 from grading import LAYER_TESTS, REFERENCE
 from grading.compare import Reference
 from grading.markers import make_skeleton
@@ -21,6 +22,8 @@ LIMITS_HELP = {
     "memory": "address-space limit of each process; torch alone needs about 3.4 (default: 4)",
     "sandbox": "auto: bubblewrap where it works, else process limits with a loud warning; bwrap: stop if "
                "bubblewrap cannot run; process: process limits only (default: auto)",
+    "seed": "the seed of the probes' weights and inputs, the same for every submission, so that grades are "
+            "reproducible (default: a new random seed per submission, so that no answer can be made ahead)",
 }
 
 
@@ -40,17 +43,26 @@ def refuse_to_overwrite(path: Path, protected: list[Path], what: str) -> None:
             raise UserError(f"{what} {path} would overwrite {keep}: choose another file")
 
 
+def write_output(path: Path, data: bytes | str) -> None:
+    """Write an output file atomically; a path that is not a regular file (/dev/stdout, a pipe, a link) in place."""
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        with open(path, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+    else:
+        write_atomically(path, data)
+
+
 def options_for(args: argparse.Namespace, ref: Reference):
     """The grading options of the command line; the sandbox warning is printed here, once."""
-    from grading.batch import reference_builds
     from grading.judge import Options
+    from grading.reference import ReferenceAnswers
     from grading.sandbox import Limits, check_sandbox
 
     limits = Limits(timeout=args.timeout, cpu=args.cpu_limit, memory_gb=args.memory_gb)
     use_bwrap, warning = check_sandbox(args.sandbox)
     if warning:
         print("\n" + "!" * 100 + "\n" + textwrap.fill(warning, 100) + "\n" + "!" * 100 + "\n", file=sys.stderr)
-    return Options(ref, lambda: reference_builds(ref, limits), limits, use_bwrap)
+    return Options(ref, ReferenceAnswers(ref), limits, use_bwrap, seed=args.seed)
 
 
 def cmd_skeleton(args: argparse.Namespace) -> None:
@@ -58,7 +70,7 @@ def cmd_skeleton(args: argparse.Namespace) -> None:
     output = Path(args.output)
     refuse_to_overwrite(output, [REFERENCE], "-o")
     ref = Reference.load()
-    write_atomically(output, make_skeleton(ref.text))
+    write_output(output, make_skeleton(ref.text))
     print(f"wrote {output}: {len(ref.blanks)} blanks, {sum(b.points for b in ref.blanks.values())} points")
 
 
@@ -78,24 +90,40 @@ def cmd_check(args: argparse.Namespace) -> None:
         refuse_to_overwrite(output, [REFERENCE, LAYER_TESTS, *[p for _, p in submissions]], "output")
     options = options_for(args, Reference.load())
     started = time.perf_counter()
-    grades = []
-    for grade in grade_all(submissions, options, args.jobs):
-        grades.append(grade)
-        if not target.is_dir() or args.details:
-            print(report(grade), flush=True)
-        else:
-            print(f"[{len(grades)}/{len(submissions)}] {grade.student}: {grade.total}/{grade.max_total}",
-                  file=sys.stderr, flush=True)
+    grades, failures = [], []
+    try:
+        options.ready()
+        for grade in grade_all(submissions, options, args.jobs, failures):
+            grades.append(grade)
+            if not target.is_dir() or args.details:
+                print(report(grade), flush=True)
+            else:
+                print(f"[{len(grades)}/{len(submissions)}] {grade.student}: {grade.total}/{grade.max_total}",
+                      file=sys.stderr, flush=True)
+    finally:
+        options.reference.close()
     if target.is_dir():
         print("\n".join(listing(grades)), flush=True)
         print(cost(grades, options, time.perf_counter() - started, args.jobs), file=sys.stderr)
+    if failures:
+        log = error_log(args)
+        write_output(log, "\n".join(failures))
+        print(f"the grader failed on {len(failures)} submission(s): their rows say 'could not be graded'; "
+              f"the tracebacks are in {log}", file=sys.stderr)
     if args.csv:
-        write_atomically(Path(args.csv), csv_text(grades))
+        write_output(Path(args.csv), csv_text(grades))
         print(f"wrote {args.csv}")
     if args.json:
         results = {g.student: gradescope(g) for g in grades} if target.is_dir() else gradescope(grades[0])
-        write_atomically(Path(args.json), json.dumps(results, indent=2) + "\n")
+        write_output(Path(args.json), json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
+
+
+def error_log(args: argparse.Namespace) -> Path:
+    """Where the grader's tracebacks go: next to the CSV (or the JSON), else grade-errors.log here."""
+    beside = next((Path(p) for p in (args.csv, args.json) if p and Path(p).parent.is_dir()), None)
+    return beside.parent / f"{beside.stem}.errors.log" if beside and beside.parent != Path("/dev") \
+        else Path("grade-errors.log")
 
 
 def cmd_handout(args: argparse.Namespace) -> None:
@@ -112,7 +140,8 @@ def cmd_autograder(args: argparse.Namespace) -> None:
 
     output = Path(args.output)
     refuse_to_overwrite(output, [REFERENCE], "-o")
-    names = build_zip(output)
+    data, names = build_zip()
+    write_output(output, data)
     print(f"wrote {output}: {len(names)} files; upload it as the assignment's autograder on Gradescope")
 
 
@@ -124,7 +153,11 @@ def cmd_gradescope(args: argparse.Namespace) -> None:
     root = Path(args.root)
     if not (root / "submission").is_dir():
         raise UserError(f"{root}/submission is not a folder: is {root} an autograder tree?")
-    results, grade = run_autograder(root, options_for(args, Reference.load()))
+    options = options_for(args, Reference.load())
+    try:
+        results, grade = run_autograder(root, options)
+    finally:
+        options.reference.close()
     if grade:
         print(report(grade))
     print(f"wrote {results}")
@@ -136,6 +169,7 @@ def add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-limit", type=positive_float, default=60, metavar="SECONDS", help=LIMITS_HELP["cpu"])
     parser.add_argument("--memory-gb", type=positive_float, default=4, metavar="GB", help=LIMITS_HELP["memory"])
     parser.add_argument("--sandbox", choices=("auto", "bwrap", "process"), default="auto", help=LIMITS_HELP["sandbox"])
+    parser.add_argument("--seed", type=natural_int, metavar="N", help=LIMITS_HELP["seed"])
 
 
 def output_command(commands, name: str, run, summary: str, description: str, default: str, metavar: str,
@@ -206,9 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    except BrokenPipeError:  # the reader went away (`... | head`): common.run_cli ends quietly
+        raise
     except OSError as error:
         raise UserError(f"{error.filename}: {error.strerror}" if error.filename else str(error)) from None
     return 0

@@ -1,56 +1,52 @@
-"""What a blank builds, as JSON that the grader compares without torch. Runs inside the sandbox (see runner.py).
+"""What a blank builds, as JSON that the grader compares without torch. Runs inside the sandbox (see runner.py),
+and outside it on the reference's files (`python fingerprint.py --serve DIR`, see reference.py).
 
-Each blank defines a module (a block, a layer, the stem, the pool, the classifier). A probe builds it
-from a loaded resnet.py and records:
+Each blank defines a module (a block, a layer, the stem, the pool, the classifier). A probe (the table
+is probes.py, shared with check.py; the grader sends it in the plan) builds it from a loaded resnet.py
+and records:
     tree      every submodule: its path, its type (the torch class it derives from), its settings
-              (kernel sizes, strides, paddings, channels, bias; ReLU's `inplace` left out, it changes
-              no value);
+              (kernel sizes, strides, paddings, channels, bias; ReLU's `inplace` left out), for notes;
     params    every parameter's name and shape, and how many distinct parameter tensors there are;
-    output    with every weight set to the same fixed values the reference gets (drawn in order, so
-              two modules with the same tree get the same weights), a summary of the output on a
-              fixed input: its shape, its sum, its absolute sum and 8 fixed random projections.
+    output    with every weight set to values drawn from the job's seed (in order of the parameter
+              names, so two modules with the same names and shapes get the same weights), a summary of
+              the output on an input drawn from the same seed: its shape, its sum, its absolute sum and
+              8 random projections. The grader draws the seed per job and computes the reference's
+              answers for it outside the sandbox: only a module that computes what the reference
+              computes can give them.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
+import sys
 import types
+from pathlib import Path
 
 import torch
 from torch import nn
 
-BLOCK, MODEL = "ResidualBlock", "ResNet50"
-PROBES = {  # blank -> what it builds: (class, constructor arguments, attribute or "", input shape)
-    "block_downsample": [(BLOCK, (256, 64, 256, True), "", (2, 256, 8, 8)),
-                         (BLOCK, (12, 4, 20, True), "", (2, 12, 6, 6))],
-    "block_same": [(BLOCK, (64, 64, 256, False), "", (2, 64, 8, 8)),
-                   (BLOCK, (12, 4, 20, False), "", (2, 12, 5, 5))],
-    "stem_conv": [(MODEL, (10,), "layer1", (2, 3, 32, 32))],
-    "stem_pool": [(MODEL, (10,), "layer1", (2, 3, 32, 32))],
-    "layer2": [(MODEL, (10,), "layer2", (2, 64, 8, 8))],
-    "layer3": [(MODEL, (10,), "layer3", (2, 256, 4, 4))],
-    "layer4": [(MODEL, (10,), "layer4", (2, 512, 2, 2))],
-    "avgpool": [(MODEL, (10,), "avgpool", (2, 1024, 2, 2))],
-    "fc": [(MODEL, (10,), "fc", (2, 1024)), (MODEL, (7,), "fc", (2, 1024))],
-}
+BLOCK = "ResidualBlock"
 PROJECTIONS = 8
 
 
-def label(probe: tuple) -> str:
-    """`ResidualBlock(256, 64, 256, True)` or `ResNet50(10).layer1`, for the notes."""
+def label(probe: list | tuple) -> str:
+    """`ResidualBlock(12, 4, 20, True)` or `ResNet50(10).layer1` (the same text as probes.label)."""
     cls, args, attribute, _ = probe
     return f"{cls}({', '.join(map(str, args))})" + (f".{attribute}" if attribute else "")
 
 
-def probe_all(module: types.ModuleType, blank_ids: list[str]) -> dict[str, list[dict]]:
-    """blank -> the fingerprints of what it builds, for every probe of the blank."""
-    built: dict[tuple, object] = {}
-    return {blank_id: [probe_one(module, probe, built) for probe in PROBES[blank_id]] for blank_id in blank_ids}
+def probe_all(module: types.ModuleType, probes: dict[str, list], seed: int,
+              built: dict[tuple, object] | None = None) -> dict[str, list[dict]]:
+    """blank -> the fingerprints of what it builds, for every probe of the blank (`built`: models to reuse)."""
+    built = {} if built is None else built
+    return {blank_id: [probe_one(module, probe, built, seed) for probe in blank_probes]
+            for blank_id, blank_probes in probes.items()}
 
 
-def probe_one(module: types.ModuleType, probe: tuple, built: dict[tuple, object]) -> dict:
+def probe_one(module: types.ModuleType, probe: list | tuple, built: dict[tuple, object], seed: int) -> dict:
     """The fingerprint of one probe; a model built for one probe is reused by the next."""
-    cls, args, attribute, shape = probe
+    cls, args, attribute, shape = probe[0], tuple(probe[1]), probe[2], tuple(probe[3])
     result = {"label": label(probe)}
     try:
         if (cls, args) not in built:
@@ -66,8 +62,8 @@ def probe_one(module: types.ModuleType, probe: tuple, built: dict[tuple, object]
     try:
         result.update(tree=tree(part, module.__name__), params=params(part),
                       distinct=len(list(part.parameters())))
-        fill(part)
-        result["output"] = output(part, shape)
+        fill(part, seed)
+        result["output"] = output(part, shape, seed)
     except Exception as error:  # noqa: BLE001
         result.setdefault("output", {"error": f"{type(error).__name__}: {str(error)[:150]}"})
     return result
@@ -102,14 +98,19 @@ def params(module: nn.Module) -> list[list]:
     return [[name, list(p.shape)] for name, p in module.named_parameters(remove_duplicate=False)]
 
 
-def fill(module: nn.Module) -> None:
-    """Set every weight and statistic to fixed values drawn in order: the same tree gets the same values."""
+def generator(seed: int, stream: int) -> torch.Generator:
+    """A random generator for one use (weights, input, projections) of the job's seed."""
+    return torch.Generator().manual_seed(seed * 100_003 + stream)
+
+
+def fill(module: nn.Module, seed: int) -> None:
+    """Set every weight and statistic to values drawn in order: the same names and shapes get the same values."""
     tensors = list(module.named_parameters()) + list(module.named_buffers())
     with torch.no_grad():
         for i, (name, tensor) in enumerate(tensors):
             if not tensor.is_floating_point():
                 continue
-            values = torch.randn(tensor.shape, generator=torch.Generator().manual_seed(1000 + i), dtype=torch.float64)
+            values = torch.randn(tensor.shape, generator=generator(seed, 1000 + i), dtype=torch.float64)
             leaf = name.rsplit(".", 1)[-1]
             if leaf == "running_var":
                 values = 0.5 + values.abs()
@@ -120,16 +121,49 @@ def fill(module: nn.Module) -> None:
             tensor.copy_(values.to(tensor.dtype))
 
 
-def output(module: nn.Module, shape: tuple[int, ...]) -> dict:
-    """The output's shape and summary on a fixed input, in eval mode."""
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+def output(module: nn.Module, shape: tuple[int, ...], seed: int) -> dict:
+    """The output's shape and summary on an input drawn from the seed, in eval mode."""
+    x = torch.randn(shape, generator=generator(seed, 1))
     module.eval()
     with torch.no_grad():
         y = module(x)
     if not isinstance(y, torch.Tensor):
         return {"error": f"it returns {type(y).__name__}, not a tensor"}
     flat = y.detach().double().flatten()
-    directions = torch.randn(PROJECTIONS, flat.numel(), generator=torch.Generator().manual_seed(7),
+    directions = torch.randn(PROJECTIONS, flat.numel(), generator=generator(seed, 7),
                              dtype=torch.float64)
     values = [flat.sum().item(), flat.abs().sum().item(), *(directions @ flat).tolist()]
     return {"shape": list(y.shape), "values": [v if math.isfinite(v) else str(v) for v in values]}
+
+
+def serve(folder: Path) -> None:
+    """The reference's answers, outside the sandbox: read `{"seed", "want": [[file, blank, probes]]}` lines on
+    stdin, answer each with one line `{"answers": [...], "cpu": seconds}`. Files and built models are kept."""
+    import resource
+
+    torch.set_num_threads(1)
+    modules: dict[str, types.ModuleType] = {}
+    built: dict[str, dict] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        answers = []
+        for name, blank_id, probes in request["want"]:
+            if name not in modules:
+                modules[name], built[name] = load(folder / name), {}
+            answers.append(probe_all(modules[name], {blank_id: probes}, request["seed"], built[name])[blank_id])
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(json.dumps({"answers": answers, "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+
+
+def load(path: Path) -> types.ModuleType:
+    """Import a reference file (ours: no student code) as a fresh module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"reference_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
+    serve(Path(sys.argv[2]))

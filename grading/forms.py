@@ -82,7 +82,12 @@ def parse_answer(lines: list[str], as_items: bool) -> list[ast.AST]:
     if as_items:
         items = ast.parse("[\n" + source + "\n]", mode="eval").body.elts
         return [fold(item) for item in expand_repeats(items)]
-    return [fold(node) for node in ast.parse(source).body]
+    return [fold(node) for node in ast.parse(source).body if not inert(node)]
+
+
+def inert(node: ast.stmt) -> bool:
+    """A statement that does nothing: a docstring or other lone constant, `pass`."""
+    return isinstance(node, ast.Pass) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
 
 
 def expand_repeats(items: list[ast.expr]):
@@ -178,6 +183,8 @@ def normal_form(node: ast.AST) -> object:
         return call_form(node)
     if isinstance(node, ast.Assign):
         return AssignForm(tuple(ast.unparse(t) for t in node.targets), normal_form(node.value))
+    if isinstance(node, ast.AnnAssign) and node.value is not None:  # `self.fc: nn.Module = ...`: the same
+        return AssignForm((ast.unparse(node.target),), normal_form(node.value))
     if isinstance(node, ast.Expr):
         return normal_form(node.value)
     if isinstance(node, (ast.Tuple, ast.List)) and any(isinstance(e, ast.Call) for e in node.elts):
@@ -194,8 +201,8 @@ def call_form(node: ast.Call) -> CallForm:
         args[params[i] if i < len(params) else f"argument {i + 1}"] = normal_form(value)
     for keyword in node.keywords:
         args[keyword.arg or "**"] = normal_form(keyword.value)
-    for key in SIZE_PARAMS & args.keys():  # (3, 3) means 3
-        parts = re.fullmatch(r"\((.+), \1\)", str(args[key]))
+    for key in SIZE_PARAMS & args.keys():  # (3, 3) and [3, 3] mean 3
+        parts = re.fullmatch(r"[(\[](.+), \1[)\]]", str(args[key]))
         args[key] = parts[1] if parts else args[key]
     if name.endswith("Pool2d") and args.get("stride") == "None":  # a pool's stride defaults to its size
         args["stride"] = args.get("kernel_size")

@@ -12,18 +12,20 @@ every layer too); their results are reported but do not decide the points.
 """
 from __future__ import annotations
 
+import secrets
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import UserError
-from grading.builds import build_note, own_part, same_build, same_shapes, valid
+from grading.builds import build_note, own_part, same_build, same_shapes
 from grading.compare import ACCEPTED, Reference, compare
-from grading.markers import find_blanks, read_source
+from grading.markers import find_blanks, read_submission
 from grading.outside import Change, answers_outside, changes_outside
-from grading.sandbox import Limits, run
+from grading.reference import ReferenceAnswers
+from grading.sandbox import UNGRADED, Limits, run
 from grading.splice import answers_file, splice, submitted_file
+from probes import PROBES
 
 # The tests of tests/test_resnet.py that cover each blank (test names start with these).
 BLANK_TESTS = {
@@ -41,6 +43,7 @@ BUILD_NOTE = "builds the same module as the reference (same layers; same outputs
 HELPER_NOTE = ("builds the reference's module only with the student's code outside the blanks (a helper): "
                "look by hand")
 REVIEW_PREFIXES = ("the answer is just outside", HELPER_NOTE)  # notes on points earned that need a look by hand
+BLOCKS = ("block_downsample", "block_same")
 SHAPES_NOTE = "its shapes are right (its tests pass), but what it builds differs from the assignment's design"
 
 
@@ -82,25 +85,25 @@ class Grade:
 
 @dataclass
 class Options:
-    """How to grade: the reference, what it builds (made on first use, once), the limits, the sandbox."""
+    """How to grade: the reference and its answers to the probes, the limits, the sandbox, the seed."""
     ref: Reference
-    make_builds: Callable[[], dict[str, dict[str, list[dict]]]]
+    reference: ReferenceAnswers
     limits: Limits
     use_bwrap: bool
-    _builds: dict = field(default_factory=dict)
+    seed: int | None = None  # None: a new random seed for each submission
+    _checked: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ready(self) -> None:
-        """Build the reference's modules now (once), before a submission runs."""
-        self.builds.keys()
-
-    @property
-    def builds(self) -> dict[str, dict[str, list[dict]]]:
-        """"splice" or "full" -> blank -> the reference's fingerprints."""
+        """Check once, before a submission runs, that the reference builds every blank."""
         with self._lock:
-            if not self._builds:
-                self._builds.update(self.make_builds())
-        return self._builds
+            if not self._checked:
+                self.reference.check()
+                self._checked = True
+
+    def draw_seed(self) -> int:
+        """The seed of one submission's probes: --seed, or drawn at random (so that no answer can be made ahead)."""
+        return self.seed if self.seed is not None else secrets.randbelow(2**31)
 
 
 def covering(tests: dict[str, tuple[bool, str]], blank_id: str) -> dict[str, tuple[bool, str]]:
@@ -125,16 +128,17 @@ def text_verdicts(ref: Reference, text: str) -> tuple[list[BlankGrade], dict[str
 
 def plan(ref: Reference, text: str, blanks: list[BlankGrade], outside: bool) -> tuple[dict[str, str], list[dict]]:
     """The files and jobs for the sandbox: the file as submitted first (its import decides), then the builds."""
+    every = {b: PROBES[b] for b in ref.blanks}
     files = {"submitted.py": submitted_file(text)}
     jobs = [{"name": "submitted", "file": "submitted.py", "tests": True, "stop_on_problem": True,
-             "probes": list(ref.blanks) if outside else []}]
+             "probes": every if outside else {}}]
     if outside:
         files["answers.py"] = answers_file(ref, {b.id: b.answer for b in blanks if b.answer is not None})
-        jobs.append({"name": "answers", "file": "answers.py", "probes": list(ref.blanks)})
+        jobs.append({"name": "answers", "file": "answers.py", "probes": every})
     for b in blanks:
         if b.verdict == "different":
             files[f"splice_{b.id}.py"] = splice(ref, b.id, b.answer)
-            jobs.append({"name": f"splice_{b.id}", "file": f"splice_{b.id}.py", "probes": [b.id]})
+            jobs.append({"name": f"splice_{b.id}", "file": f"splice_{b.id}.py", "probes": {b.id: PROBES[b.id]}})
     return files, jobs
 
 
@@ -142,10 +146,9 @@ def grade_file(path: Path, student: str, options: Options) -> Grade:
     """Grade one submission: its text here, then its builds and tests in the sandbox."""
     ref = options.ref
     try:
-        text = read_source(path)
-    except (UserError, OSError) as error:
-        blanks = [BlankGrade(b.id, b.points, b.hint, b.lines, None, "missing", []) for b in ref.blanks.values()]
-        return Grade(student, path, blanks, problem=f"could not read the file: {error}")
+        text = read_submission(path)
+    except UserError as error:
+        return ungraded(options, student, path, f"{UNGRADED}{error}")
     blanks, broken, found = text_verdicts(ref, text)
     changes = changes_outside(ref.text, ref.blanks, text, found)
     grade = Grade(student, path, blanks, review=[c.flag() for c in changes])
@@ -162,21 +165,34 @@ def grade_file(path: Path, student: str, options: Options) -> Grade:
     return grade
 
 
+def ungraded(options: Options, student: str, path: Path, problem: str) -> Grade:
+    """The grade of a submission that could not be graded: 0 points, and a review flag."""
+    blanks = [BlankGrade(b.id, b.points, b.hint, b.lines, None, "missing", []) for b in options.ref.blanks.values()]
+    return Grade(student, path, blanks, problem=problem, review=[f"{problem}: look at it by hand"])
+
+
 def run_and_settle(grade: Grade, text: str, changes: list[Change], broken: dict[str, str], options: Options) -> None:
     """Run the submission's jobs in the sandbox, then settle each blank from what came back."""
     files, jobs = plan(options.ref, text, grade.blanks, bool(changes))
     options.ready()
-    result = run(files, jobs, options.limits, options.use_bwrap)
+    seed = options.draw_seed()
+    result = run(files, jobs, options.limits, options.use_bwrap, seed)
     grade.cpu = result.cpu
-    done = result.report.get("jobs") if isinstance(result.report.get("jobs"), dict) else {}
-    submitted = done.get("submitted") if isinstance(done.get("submitted"), dict) else {}
-    grade.problem = result.problem or (str(submitted["problem"])[:300] if submitted.get("problem") else None)
+    done = result.report.get("jobs", {})
+    submitted = done.get("submitted", {})
+    grade.problem = result.problem or (submitted["problem"][:300] if submitted.get("problem") else None)
     if grade.problem:
+        if grade.problem.startswith(UNGRADED):
+            grade.review.append(f"{grade.problem}: look at it by hand")
         return
+    wanted = [("splice", b.id) for b in grade.blanks if b.verdict == "different"]
+    wanted += [("full", b) for b in options.ref.blanks] if changes else []
+    answers = options.reference.answers(seed, wanted)
     tests = test_results(submitted)
-    for b in grade.blanks:
+    charged: set[str] = set()
+    for b in grade.blanks:  # the blocks come first: a change inside a block is charged to the block only
         b.tests = covering(tests, b.id)
-        settle(b, done, options, changes, broken)
+        settle(b, done, answers, options.ref, changes, broken, charged)
     covered = {name for b in grade.blanks for name in covering(tests, b.id)}
     grade.other_tests = {name: r for name, r in tests.items() if name not in covered}
     grade.review += [f"{b.id}: {note}" for b in grade.blanks for note in b.notes if note.startswith(REVIEW_PREFIXES)]
@@ -185,58 +201,56 @@ def run_and_settle(grade: Grade, text: str, changes: list[Change], broken: dict[
 
 
 def probes_of(jobs: dict, job: str, blank_id: str) -> list[dict] | None:
-    """The fingerprints a job reported for a blank, if it reported them in the expected form."""
-    result = jobs.get(job)
-    probes = result.get("probes") if isinstance(result, dict) else None
-    return valid(probes.get(blank_id)) if isinstance(probes, dict) else None
+    """The fingerprints a job reported for a blank (the sandbox checked their form), None if none."""
+    return jobs.get(job, {}).get("probes", {}).get(blank_id)
 
 
-def test_results(job: object) -> dict[str, tuple[bool, str]]:
-    """The per-layer test results a job reported: name -> (passed, message); nothing if malformed."""
-    tests = job.get("tests") if isinstance(job, dict) else None
-    if not isinstance(tests, dict):
-        return {}
-    return {str(name): (r[0], str(r[1])[:200]) for name, r in tests.items()
-            if isinstance(r, list) and len(r) == 2 and isinstance(r[0], bool)}
+def test_results(job: dict) -> dict[str, tuple[bool, str]]:
+    """The per-layer test results a job reported (the sandbox checked their form): name -> (passed, message)."""
+    return {name: (r[0], r[1][:200]) for name, r in job.get("tests", {}).items()}
 
 
-def settle(b: BlankGrade, jobs: dict, options: Options, changes: list[Change], broken: dict[str, str]) -> None:
+def settle(b: BlankGrade, jobs: dict, answers: dict[tuple[str, str], list[dict]], ref: Reference,
+           changes: list[Change], broken: dict[str, str], charged: set[str]) -> None:
     """A blank's final verdict, notes and points, from its text verdict, its builds and the changes outside."""
-    ref_splice, ref_full = options.builds["splice"].get(b.id), options.builds["full"].get(b.id)
+    ref_splice, ref_full = answers.get(("splice", b.id)), answers.get(("full", b.id))
     spliced = probes_of(jobs, f"splice_{b.id}", b.id)
     mine, alone = probes_of(jobs, "submitted", b.id), probes_of(jobs, "answers", b.id)
     if b.verdict == "different":
         judge_build(b, jobs, spliced, ref_splice)
     accepted = b.verdict in ACCEPTED
+    blocks_charged = bool(charged & set(BLOCKS))
     if b.verdict == "missing" and b.id not in broken and changes:
-        accepted = outside_answer(b, changes, options.ref, mine, ref_full)
+        accepted = outside_answer(b, changes, ref, mine, ref_full)
     elif b.verdict == "different" and needs_outside(spliced) and same_build(mine, ref_full):
         b.verdict, accepted = "equivalent", True
         b.notes.insert(0, HELPER_NOTE)
-    elif accepted and changed_by_outside(b.id, mine, alone, ref_full):
-        note = build_note(own_part(mine, b.id), own_part(alone, b.id))
+    elif accepted and changed_by_outside(b.id, mine, alone, ref_full, blocks_charged):
+        note = build_note(own_part(mine, b.id, blocks_charged), own_part(alone, b.id, blocks_charged))
         b.notes.append(f"code outside the blanks changes what this blank builds: {note}")
         accepted = False
+        charged.add(b.id)
     b.points = b.max_points if accepted else 0
     if b.verdict == "different" and same_shapes(spliced, ref_splice):
         b.notes.append(SHAPES_NOTE)
 
 
 def changed_by_outside(blank_id: str, mine: list[dict] | None, alone: list[dict] | None,
-                       ref_full: list[dict] | None) -> bool:
+                       ref_full: list[dict] | None, blocks_charged: bool) -> bool:
     """Whether the whole file builds the blank's own part otherwise than the student's answers alone do, and
     otherwise than the reference does (the answers alone may not build at all without a helper outside)."""
     if mine is None or alone is None:
         return False
-    own = own_part(mine, blank_id)
-    return not same_build(own, own_part(alone, blank_id)) and not same_build(own, own_part(ref_full, blank_id))
+    own = own_part(mine, blank_id, blocks_charged)
+    return (not same_build(own, own_part(alone, blank_id, blocks_charged))
+            and not same_build(own, own_part(ref_full, blank_id, blocks_charged)))
 
 
 def judge_build(b: BlankGrade, jobs: dict, spliced: list[dict] | None, ref_splice: list[dict] | None) -> None:
     """Judge a `different` answer by what it builds alone: the reference's module makes it `equivalent`."""
-    job = jobs.get(f"splice_{b.id}")
-    if isinstance(job, dict) and job.get("problem"):
-        b.notes.append(f"building it failed: {str(job['problem'])[:200]}")
+    job = jobs.get(f"splice_{b.id}", {})
+    if job.get("problem"):
+        b.notes.append(f"building it failed: {job['problem'][:200]}")
     if spliced is None:
         return
     if same_build(spliced, ref_splice):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import re
+import stat
 import textwrap
 import tokenize
 from dataclasses import dataclass
@@ -35,16 +37,52 @@ class Blank:
     hint: str = ""
 
 
+MAX_SUBMISSION = 2**20  # bytes: a resnet.py is about 6 kB
+
+
 def read_source(path: Path) -> str:
     """A Python file's text, decoded as Python decodes it (a byte-order mark, a `coding:` line)."""
     with open(path, "rb") as f:
-        data = f.read()
+        return decode(f.read(), path)
+
+
+def decode(data: bytes, path: Path) -> str:
+    """Bytes of a Python file as text, decoded as Python decodes them; a UserError if Python cannot."""
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         text = data.decode(encoding)
     except (SyntaxError, LookupError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: Python cannot decode it either: {error}") from None
     return text.removeprefix("\ufeff")
+
+
+def read_submission(path: Path) -> str:
+    """A submitted file's text: a regular file, never through a link, at most MAX_SUBMISSION bytes (UserError)."""
+    kind = not_regular(path)
+    if kind:
+        raise UserError(f"{path.name} is {kind}, not a regular file: it was not read")
+    try:  # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a pipe since is refused, never waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        raise UserError(f"{path.name} could not be opened: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"{path.name} is not a regular file: it was not read")
+        data = f.read(MAX_SUBMISSION + 1)
+    if len(data) > MAX_SUBMISSION:
+        raise UserError(f"{path.name} is larger than {MAX_SUBMISSION // 2**10} kB: it was not read")
+    return decode(data, Path(path.name))
+
+
+def not_regular(path: Path) -> str | None:
+    """None for a regular file; else what it is ('a symbolic link', 'a named pipe', ...), never following a link."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    kinds = {stat.S_ISLNK: "a symbolic link", stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a device", stat.S_ISBLK: "a device", stat.S_ISDIR: "a folder"}
+    return next((name for test, name in kinds.items() if test(mode)), None)
 
 
 def as_utf8(text: str) -> str:

@@ -1,12 +1,15 @@
-"""Runs INSIDE the sandbox: `python runner.py JOBDIR`. Only the standard library, torch and pytest.
+"""Runs INSIDE the sandbox: `python runner.py JOBDIR FD`. Only the standard library, torch and pytest.
 
-JOBDIR/plan.json lists the jobs: a resnet.py file to import, whether to run the per-layer tests
-(tests/test_resnet.py) on it, and the blanks whose modules to build and fingerprint (fingerprint.py).
-torch and pytest are imported once; each job then runs in a forked child, so that what one file does
-to torch (a monkeypatched torch.nn) never reaches the next, and a student's top-level code runs once.
-Each child gets what is left of the CPU budget as its RLIMIT_CPU. Where the runner has a PID namespace
-of its own (bubblewrap), every process but itself is killed after each job: nothing a job started
-outlives it. The results go to JOBDIR/report.json, written after the last job's processes are gone.
+JOBDIR (read-only to the sandbox) holds the files and plan.json, which lists the jobs: a resnet.py
+file to import, whether to run the per-layer tests (tests/test_resnet.py) on it, and the probes of the
+blanks whose modules to build and fingerprint (fingerprint.py) with the job's seed. The current folder
+is the only one it may write. torch and pytest are imported once; each job then runs in a forked child,
+so that what one file does to torch (a monkeypatched torch.nn) never reaches the next, and a student's
+top-level code runs once. Each child gets what is left of the CPU budget as its RLIMIT_CPU, and hands
+its result back through an unlinked file only it and the runner hold. Where the runner has a PID
+namespace of its own (bubblewrap), every process but itself is killed after each job: nothing a job
+started outlives it. The report goes to file descriptor FD, which the grader opened and which no job
+holds (each child closes it before it runs anything of the student's), once the last job is done.
 """
 import ctypes
 import importlib.util
@@ -16,12 +19,15 @@ import os
 import resource
 import signal
 import sys
+import tempfile
 import traceback
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-HERE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path.cwd()
+HERE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path.cwd()  # the job's files, read-only
+ANSWERS = int(sys.argv[2]) if len(sys.argv) > 2 else -1  # the grader's channel
 MAX_FILE = 2**28  # bytes: no file a job writes (its output included) grows past 256 MB
+MAX_RESULT = 2**24  # bytes: a job's result larger than this is a problem
 
 
 def limit_memory(max_bytes: int) -> None:
@@ -108,13 +114,13 @@ def run_tests(name: str) -> dict[str, list]:
     """The per-layer tests on the module imported as `resnet` (tests/conftest.py hands it to them)."""
     import pytest
 
-    report = HERE / f"{name}-tests.xml"
+    report = Path.cwd() / f"{name}-tests.xml"
     pytest.main([str(HERE / "tests" / "test_resnet.py"), "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
                  f"--rootdir={HERE}", "-c", str(HERE / "pytest.ini")])
     return read_junit(report) if report.is_file() else {}
 
 
-def work(job: dict) -> dict:
+def work(job: dict, seed: int) -> dict:
     """One job, in the child: import the file, run its tests, fingerprint what its blanks build."""
     import fingerprint
     import torch
@@ -129,20 +135,21 @@ def work(job: dict) -> dict:
     if job.get("tests"):
         result["tests"] = run_tests(job["name"])
     if job.get("probes"):
-        result["probes"] = fingerprint.probe_all(module, job["probes"])
+        result["probes"] = fingerprint.probe_all(module, job["probes"], seed)
     return result
 
 
-def run_child(job: dict, budget: float) -> None:
-    """The forked child: its own process group and CPU limit; the result goes to NAME.json."""
+def run_child(job: dict, budget: float, seed: int, result_fd: int) -> None:
+    """The forked child: its own process group and CPU limit; the result goes to result_fd."""
     code = 0
     try:
+        if ANSWERS >= 0:
+            os.close(ANSWERS)  # before anything of the student's runs: no job can write the report
         os.setpgid(0, 0)
         seconds = max(1, math.ceil(budget))
         resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
-        result = work(job)
-        text = json.dumps(result)
-        (HERE / f"{job['name']}.json").write_text(text)
+        result = work(job, seed)
+        os.write(result_fd, json.dumps(result).encode())
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
         code = 70
@@ -158,8 +165,10 @@ def crash(status: int, limit: float, memory_bytes: int) -> str:
         return f"used more than {limit:g} s of CPU time"
     how = (f"was killed by {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
            else f"exited with code {os.WEXITSTATUS(status)}")
-    try:
-        last = (HERE / "output.txt").read_bytes()[-2000:].decode(errors="replace").strip().splitlines()[-1:]
+    try:  # the output is the grader's file, held here as stdout: never a path a job could replace
+        sys.stdout.flush()
+        size = os.fstat(1).st_size
+        last = os.pread(1, 2000, max(0, size - 2000)).decode(errors="replace").strip().splitlines()[-1:]
     except OSError:
         last = []
     if os.WIFSIGNALED(status) or "memory" in " ".join(last).lower():
@@ -174,34 +183,32 @@ def run_job(job: dict, plan: dict, isolated: bool) -> dict:
     if budget <= 0:
         return {"problem": f"used more than {plan['cpu_limit']:g} s of CPU time"}
     sys.stdout.flush()
-    pid = os.fork()
-    if pid == 0:
-        run_child(job, budget)
-    _, status = os.waitpid(pid, 0)
-    end_the_rest(isolated, pid)
-    result_file = HERE / f"{job['name']}.json"
-    try:
-        result = json.loads(result_file.read_text()) if result_file.stat().st_size < 2**24 else None
-        result_file.unlink()
-    except (OSError, ValueError):
-        result = None
+    with tempfile.TemporaryFile() as result_file:  # unlinked: only this process and the child hold it
+        pid = os.fork()
+        if pid == 0:
+            run_child(job, budget, plan["seed"], result_file.fileno())
+        _, status = os.waitpid(pid, 0)
+        end_the_rest(isolated, pid)
+        try:
+            size = os.fstat(result_file.fileno()).st_size
+            result = json.loads(os.pread(result_file.fileno(), size, 0)) if size < MAX_RESULT else None
+        except (OSError, ValueError):
+            result = None
     if status != 0 or not isinstance(result, dict):
         return {"problem": crash(status, plan["cpu_limit"], plan["memory_bytes"])}
     return result
 
 
 def write_report(text: str) -> None:
-    """Write report.json through a new temporary file (never through a link a job may have left)."""
-    tmp = HERE / "report.json.tmp"
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, HERE / "report.json")
+    """Write the report to the grader's channel, whole, and close it."""
+    data = text.encode()
+    while data:
+        data = data[os.write(ANSWERS, data):]
+    os.close(ANSWERS)
 
 
 def main() -> None:
-    """Run every job of the plan and write report.json."""
+    """Run every job of the plan and send the report to the grader."""
     plan = json.loads((HERE / "plan.json").read_text())
     limit_memory(plan["memory_bytes"])
     not_dumpable()

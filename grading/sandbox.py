@@ -26,12 +26,16 @@ from functools import cache
 from pathlib import Path
 
 from grading import LAYER_TESTS, PACKAGE, ROOT
+from grading.builds import valid
+from probes import label
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime",
                 "/etc/passwd", "/etc/group", "/etc/nsswitch.conf")
-INSIDE = "/sandbox"  # the job folder, as the runner sees it under bubblewrap
+INSIDE = "/sandbox"  # the job's work folder, as the runner sees it under bubblewrap: the one it may write
+JOB = "/job"  # the job's files (plan, submission, builds, tests), read-only
 GRADER = "/grader"  # the grading package, read-only
+MAX_ANSWERS = 2**24  # bytes: a larger report is refused
 
 
 @dataclass
@@ -67,9 +71,10 @@ def python_folders() -> list[Path]:
     return keep
 
 
-def bwrap_command(job_dir: Path, program: list[str]) -> list[str]:
-    """The bubblewrap command line that runs `program` on the job folder."""
-    command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+def bwrap_command(inputs: Path, work: Path, program: list[str]) -> list[str]:
+    """The bubblewrap command line that runs `program` on the job's files (read-only) in its work folder."""
+    command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # first: the binds below may lie under /tmp
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
             command += ["--symlink", os.readlink(path), path]
@@ -79,8 +84,8 @@ def bwrap_command(job_dir: Path, program: list[str]) -> list[str]:
         command += ["--ro-bind-try", path, path]
     for folder in python_folders():
         command += ["--ro-bind", str(folder), str(folder)]
-    command += ["--ro-bind", str(PACKAGE), GRADER, "--bind", str(job_dir), INSIDE, "--chdir", INSIDE,
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--"]
+    command += ["--ro-bind", str(PACKAGE), GRADER, "--ro-bind", str(inputs), JOB, "--bind", str(work), INSIDE,
+                "--chdir", INSIDE, "--"]
     return command + program
 
 
@@ -97,7 +102,7 @@ def bwrap_problem() -> str | None:
     if not shutil.which("bwrap"):
         return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     with tempfile.TemporaryDirectory(prefix="grade-check-") as tmp:
-        command = bwrap_command(Path(tmp), [sys.executable, "-s", "-c", "import sys"])
+        command = bwrap_command(Path(tmp), Path(tmp), [sys.executable, "-s", "-c", "import sys"])
         try:
             done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60,
                                   env=environment(INSIDE, f"{GRADER}/sandbox_site"))
@@ -127,60 +132,101 @@ def check_sandbox(requested: str) -> tuple[bool, str | None]:
                    "the grading. Install bubblewrap to grade untrusted code (see docs/grading.md).")
 
 
-def prepare(job_dir: Path, files: dict[str, str], jobs: list[dict], limits: Limits, isolated: bool) -> None:
-    """Write the job folder: the files to import, the per-layer tests, and plan.json."""
-    (job_dir / "tests").mkdir(parents=True)
-    shutil.copy(LAYER_TESTS, job_dir / "tests" / "test_resnet.py")
-    shutil.copy(PACKAGE / "sandbox_conftest.py", job_dir / "tests" / "conftest.py")
-    (job_dir / "pytest.ini").write_text("[pytest]\n")
+def prepare(inputs: Path, files: dict[str, str], jobs: list[dict], limits: Limits, isolated: bool,
+            seed: int) -> None:
+    """Write the job's files: the files to import, the per-layer tests, and plan.json; then make them read-only."""
+    (inputs / "tests").mkdir(parents=True)
+    shutil.copy(LAYER_TESTS, inputs / "tests" / "test_resnet.py")
+    shutil.copy(PACKAGE / "sandbox_conftest.py", inputs / "tests" / "conftest.py")
+    (inputs / "pytest.ini").write_text("[pytest]\n")
     for name, text in files.items():
-        (job_dir / name).write_text(text, encoding="utf-8")
+        (inputs / name).write_text(text, encoding="utf-8")
     plan = {"jobs": jobs, "cpu_limit": limits.cpu, "memory_bytes": int(limits.memory_gb * 2**30),
-            "isolated": isolated}
-    (job_dir / "plan.json").write_text(json.dumps(plan))
+            "isolated": isolated, "seed": seed}
+    (inputs / "plan.json").write_text(json.dumps(plan))
+    for path in [*inputs.rglob("*"), inputs]:  # under bubblewrap they are bound read-only as well
+        path.chmod(0o555 if path.is_dir() else 0o444)
 
 
-def run(files: dict[str, str], jobs: list[dict], limits: Limits, use_bwrap: bool) -> Outcome:
-    """Run the jobs (see runner.py) on the files (name -> text) in a fresh job folder; return what came back."""
-    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-        job_dir = Path(tmp)
-        prepare(job_dir, files, jobs, limits, use_bwrap)
-        if use_bwrap:
-            command = bwrap_command(job_dir, [sys.executable, "-s", f"{GRADER}/runner.py", INSIDE])
-            env = environment(INSIDE, f"{GRADER}/sandbox_site")
-        else:
-            command = [sys.executable, "-s", str(PACKAGE / "runner.py"), str(job_dir)]
-            env = environment(str(job_dir), str(PACKAGE / "sandbox_site"))
-        status, cpu, timed_out = supervise(command, env, job_dir, limits.timeout)
-        if timed_out:
-            return Outcome(problem=f"timed out after {limits.timeout:g} s", cpu=cpu)
-        return read_report(job_dir, status, cpu, limits)
+def run(files: dict[str, str], jobs: list[dict], limits: Limits, use_bwrap: bool, seed: int) -> Outcome:
+    """Run the jobs (see runner.py) on the files (name -> text) with the job's seed; return what came back."""
+    with tempfile.TemporaryDirectory(prefix="grade-", ignore_cleanup_errors=True) as tmp:
+        inputs, work = Path(tmp) / "in", Path(tmp) / "work"
+        work.mkdir()
+        prepare(inputs, files, jobs, limits, use_bwrap, seed)
+        with tempfile.TemporaryFile() as answers, tempfile.TemporaryFile() as output:
+            fd = str(answers.fileno())
+            if use_bwrap:
+                command = bwrap_command(inputs, work, [sys.executable, "-s", f"{GRADER}/runner.py", JOB, fd])
+                env = environment(INSIDE, f"{GRADER}/sandbox_site")
+            else:
+                command = [sys.executable, "-s", str(PACKAGE / "runner.py"), str(inputs), fd]
+                env = environment(str(work), str(PACKAGE / "sandbox_site"))
+            status, cpu, timed_out = supervise(command, env, work, output, answers.fileno(), limits.timeout)
+            if timed_out:
+                return Outcome(problem=f"{UNGRADED}timed out after {limits.timeout:g} s", cpu=cpu)
+            return read_answers(answers.fileno(), output.fileno(), jobs, status, cpu, limits)
 
 
-def read_report(job_dir: Path, status: int, cpu: float, limits: Limits) -> Outcome:
-    """The runner's report.json, checked for its form: it was written where the submission could write too."""
-    report_file = job_dir / "report.json"
-    if not report_file.is_file() or report_file.is_symlink():
-        tail = (job_dir / "output.txt").read_bytes()[-300:].decode(errors="replace").strip().splitlines()[-1:]
-        return Outcome(problem=f"the sandbox ended with status {status} and no report: {' '.join(tail)}", cpu=cpu)
+UNGRADED = "could not be graded: "  # the start of every problem with what came back from the sandbox
+
+
+def read_answers(answers: int, output: int, jobs: list[dict], status: int, cpu: float, limits: Limits) -> Outcome:
+    """The runner's report, read from the grader's own channel with a size limit, and checked for its form."""
+    size = os.fstat(answers).st_size
+    if size == 0:
+        tail = os.pread(output, 300, max(0, os.fstat(output).st_size - 300))
+        last = tail.decode(errors="replace").strip().splitlines()[-1:]
+        return Outcome(problem=f"{UNGRADED}no answers: the sandbox ended with status {status}"
+                       + (f"; last output: {last[0][:150]}" if last else ""), cpu=cpu)
+    if size > MAX_ANSWERS:
+        return Outcome(problem=f"{UNGRADED}the sandbox's answers are larger than {MAX_ANSWERS // 2**20} MB", cpu=cpu)
     try:
-        report = json.loads(report_file.read_text())
-        reported_cpu = float(report.get("cpu", 0))
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
-        return Outcome(problem="the sandbox's report is unreadable", cpu=cpu)
-    outcome = Outcome(report=report, cpu=max(cpu, reported_cpu))  # bwrap's own usage leaves out the sandbox
-    outcome.problem = str(report["problem"])[:300] if report.get("problem") else None
-    if outcome.problem is None and reported_cpu > limits.cpu + 5:
+        report = json.loads(os.pread(answers, size, 0))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return Outcome(problem=f"{UNGRADED}the sandbox's answers are not valid JSON", cpu=cpu)
+    if wrong := malformed(report, jobs):
+        return Outcome(problem=f"{UNGRADED}the sandbox's answers are malformed ({wrong})", cpu=cpu)
+    outcome = Outcome(report=report, cpu=max(cpu, float(report["cpu"])))  # bwrap's own usage leaves out the sandbox
+    outcome.problem = report["problem"][:300] if report.get("problem") else None
+    if outcome.problem is None and report["cpu"] > limits.cpu + 5:
         outcome.problem = f"used more than {limits.cpu:g} s of CPU time"
-    outcome.isolated = report.get("isolated") is True
+    outcome.isolated = report["isolated"]
     return outcome
 
 
-def supervise(command: list[str], env: dict[str, str], job_dir: Path, timeout: float) -> tuple[int, float, bool]:
-    """Run the command in its own session; kill its whole group after `timeout` s. (status, CPU s, timed out)."""
-    with open(job_dir / "output.txt", "wb") as output:
-        child = subprocess.Popen(command, cwd=job_dir, env=env, stdin=subprocess.DEVNULL, stdout=output,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+def malformed(report: object, jobs: list[dict]) -> str | None:
+    """What is wrong with the form of a report (None if nothing): only the fields and types the runner writes."""
+    if not isinstance(report, dict) or not {"jobs", "cpu", "isolated"} <= report.keys() <= {
+            "jobs", "cpu", "isolated", "problem"}:
+        return "not the report's fields"
+    if not (isinstance(report["jobs"], dict) and isinstance(report["cpu"], (int, float))
+            and isinstance(report["isolated"], bool) and isinstance(report.get("problem", ""), str)):
+        return "a field of the wrong type"
+    planned = {job["name"]: job for job in jobs}
+    for name, result in report["jobs"].items():
+        if name not in planned or not isinstance(result, dict) or not result.keys() <= {"problem", "tests", "probes"}:
+            return f"job {str(name)[:40]}"
+        if not isinstance(result.get("problem", ""), str) or not isinstance(result.get("tests", {}), dict):
+            return f"job {name}: problem or tests"
+        if not all(isinstance(r, list) and len(r) == 2 and isinstance(r[0], bool) and isinstance(r[1], str)
+                   for r in result.get("tests", {}).values()):
+            return f"job {name}: tests"
+        probes, wanted = result.get("probes", {}), planned[name].get("probes", {})
+        if not isinstance(probes, dict) or not probes.keys() <= wanted.keys():
+            return f"job {name}: probes"
+        for blank_id, answer in probes.items():
+            if valid(answer, [label(p) for p in wanted[blank_id]]) is None:
+                return f"job {name}: the probes of {blank_id}"
+    return None
+
+
+def supervise(command: list[str], env: dict[str, str], work: Path, output, answers: int,
+              timeout: float) -> tuple[int, float, bool]:
+    """Run the command in its own session with the answers channel open; kill its whole group after `timeout` s.
+    (status, CPU s, timed out)."""
+    child = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                             stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(answers,))
     expired = threading.Event()
 
     def kill() -> None:
