@@ -248,7 +248,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "validation accuracy is unchanged")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP +
-                        "; part of the recipe: --resume keeps the run's own")
+                        "; part of the recipe: with --resume, auto keeps the run's own and fp32 or bf16 switches the "
+                        "run to it from the next epoch on (the history records the switch)")
     parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for initialisation, shuffling and augmentation (default: 0)")
@@ -335,7 +336,7 @@ def load_train_split(args, classes, device, config: speed.Config):
 
 
 def open_run(args, out: Path, device) -> tuple[dict | None, str]:
-    """The saved state to resume (None for a new run) and the precision the run must use."""
+    """The saved state to resume (None for a new run) and the precision the run goes on with."""
     if (out / "last.pt").exists() and not (args.resume or args.export):
         raise common.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
     if not args.resume:
@@ -344,11 +345,8 @@ def open_run(args, out: Path, device) -> tuple[dict | None, str]:
         raise common.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. "
                                "Leave out --resume to start a run.")
     state = utils.load_checkpoint(out / "last.pt", device)
-    precision = saved_recipe(state)["precision"]  # part of the recipe: a run keeps its own
-    if args.precision not in ("auto", precision) and not (args.precision == "fp32" and precision == "tf32"):
-        raise common.UserError(f"{out} was trained with precision {precision}; resume it with --precision auto "
-                               f"or {precision}, or start a new run with another --out.")
-    return state, precision
+    # auto keeps the run's own precision; fp32 or bf16 switches it (e.g. on a CPU without native bf16)
+    return state, saved_recipe(state)["precision"] if args.precision == "auto" else args.precision
 
 
 def starting_model(args, classes) -> tuple[nn.Module, list[dict]]:
@@ -377,9 +375,12 @@ def main(argv=None) -> None:
     if args.export:
         return export(out / "best.pt", Path(args.export), val_batches, device, config, data)
     recipe = recipe_of(args, config.precision)
-    if state is not None and saved_recipe(state) != recipe:
+    if state is not None and saved_recipe(state) | {"precision": recipe["precision"]} != recipe:
         raise common.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with "
                                "the same flags or use another --out.")
+    switch = ""  # "bf16 -> fp32" when --resume changes the precision, recorded in the next epoch's history row
+    if state is not None and saved_recipe(state)["precision"] != recipe["precision"]:
+        switch = f"{saved_recipe(state)['precision']} -> {recipe['precision']}"
 
     model, earlier_stages = starting_model(args, classes)
     model = speed.prepare(model, device, config)
@@ -392,7 +393,8 @@ def main(argv=None) -> None:
     history, start_epoch, best = [], 1, 0.0
     if state is not None:
         history, start_epoch, best = restore_run(state, model, optimizer, scheduler, train_batches, ema)
-        print(f"Resuming {out} after epoch {state['epoch']} (best validation accuracy so far {best:.2f} %)", flush=True)
+        print(f"Resuming {out} after epoch {state['epoch']} (best validation accuracy so far {best:.2f} %)"
+              + (f"; precision switched {switch} from epoch {start_epoch} on" if switch else ""), flush=True)
 
     for epoch in range(start_epoch, args.epochs + 1):
         started = time.perf_counter()
@@ -405,6 +407,8 @@ def main(argv=None) -> None:
                "val_accuracy": validated.accuracy, "lr": optimizer.param_groups[0]["lr"]}
         if ema is not None:  # the raw weights too, so that the history shows what the average gives
             row["val_accuracy_raw"] = evaluate(model, val_batches, device, config).accuracy
+        if switch:
+            row["precision_switch"], switch = switch, ""
         history.append(row | {"seconds": time.perf_counter() - started, "train_seconds": train_seconds,
                               "speed": config.describe()})
         best = max(best, validated.accuracy)

@@ -5,13 +5,15 @@ import re
 import pytest
 import torch
 
+import speed
 import train
 import utils
 
 
 def tiny_run(data, out, *extra):
+    """A tiny run in fp32 (a later --precision wins): no test depends on which candidate speed.choose's timing picks."""
     return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu",
-            *extra]
+            "--precision", "fp32", *extra]
 
 
 def interrupt_at_epoch(epoch: int, monkeypatch):
@@ -98,17 +100,32 @@ def test_non_positive_numbers_are_refused(flag, capsys):
     assert exit_info.value.code == 2 and "must be a positive whole number" in capsys.readouterr().err
 
 
-def test_ema_and_cutout_run_resume_and_record_both_accuracies(tiny_data, tmp_path):
-    flags = ("--epochs", "2", "--ema", "0.9", "--cutout", "8")
-    train.main(tiny_run(tiny_data, tmp_path, *flags[:2], "--ema", "0.9", "--cutout", "8"))
+def test_ema_and_cutout_run_and_record_both_accuracies(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(speed, "native_bf16", lambda device: False)  # so auto has only fp32 candidates, whatever CPU
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--ema", "0.9", "--cutout", "8", "--precision", "auto"))
     state = utils.load_checkpoint(tmp_path / "last.pt")
     assert state["recipe"]["ema"] == 0.9 and state["recipe"]["augmentation"].endswith("+cutout-8")
-    assert state["recipe"]["precision"] == "fp32"  # this CPU trains in fp32 (no bf16 candidate wins here)
+    assert state["recipe"]["precision"] == "fp32"  # auto records what it chose, not "auto"
     assert state["model"].keys() == state["train_model"].keys()
     assert not torch.equal(state["model"]["fc.weight"], state["train_model"]["fc.weight"])  # the average differs
     assert {"val_accuracy", "val_accuracy_raw"} <= state["history"][0].keys()
-    with pytest.raises(utils.UserError, match="trained with precision fp32"):
-        train.main(tiny_run(tiny_data, tmp_path, *flags, "--resume", "--precision", "bf16"))
+
+
+def test_resume_switches_precision_only_when_asked_and_records_it(tiny_data, tmp_path, monkeypatch, capsys):
+    real_epoch = interrupt_at_epoch(2, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):  # a bf16 run (tiny: bf16 is emulated, so slow, on CPUs without it)...
+        train.main(tiny_run(tiny_data, tmp_path, "--epochs", "3", "--precision", "bf16"))
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    interrupt_at_epoch(3, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):  # ...goes on in fp32 from epoch 2...
+        train.main(tiny_run(tiny_data, tmp_path, "--epochs", "3", "--resume", "--precision", "fp32"))
+    assert "precision switched bf16 -> fp32 from epoch 2 on" in capsys.readouterr().out
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "3", "--resume", "--precision", "auto"))  # ...and stays fp32
+    state = utils.load_checkpoint(tmp_path / "last.pt")
+    assert state["recipe"]["precision"] == "fp32"
+    assert [row.get("precision_switch") for row in state["history"]] == [None, "bf16 -> fp32", None]
+    assert [row["speed"].split(",")[0] for row in state["history"]] == ["bf16 autocast", "fp32", "fp32"]
 
 
 def test_resume_accepts_a_run_saved_before_precision_was_recorded(tiny_data, tmp_path, monkeypatch):
