@@ -4,13 +4,17 @@
 Runs the assignment's layer checks on YOUR file and prints one line per blank (the code between
 `# BEGIN BLANK <id>` and `# END BLANK <id>`): pass, not done yet, or what is wrong and where to look.
 Each blank is checked on its own, so one mistake shows only in its own line. This script imports only
-the file you give it; the expected sizes are the assignment's spec (the table at the top of check.py).
+the file you give it; the expected sizes are the assignment's spec (the table at the top of check.py), and
+each block is built with the same channel widths as the grader's (probes.py), none of them the network's.
+The messages say what is wrong and where to look, never more than the blank's own hint.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import io
 import re
+import tokenize
 import types
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from common import UserError, run_cli
+from probes import PROBES, block_parameters
 
 # ------------------------------------------------ the assignment's spec (the numbers of tests/test_resnet.py)
 INPUT = (3, 32, 32)  # one CIFAR-10 image; every check uses a batch of 2
@@ -32,20 +37,24 @@ STAGES = {  # number of blocks, in, middle and out channels, and whether the LAS
     "layer3": (4, 256, 128, 512, True),
     "layer4": (6, 512, 256, 1024, False),
 }
-BLOCKS = {  # one ResidualBlock on its own: (in, middle, out, downsample), input H and W, parameters
-    "block_same": ((64, 64, 256, False), 8, 75_648),
-    "block_downsample": ((256, 64, 256, True), 8, 137_088),
-}
+BLOCKS = ("block_downsample", "block_same")  # each checked on its own, with the probes of probes.py
+STEM_PARAMETERS = 3 * 64 * 7 * 7 + 64  # layer1's convolution: weights and bias
 PARAMETERS = 14_750_730  # the whole model, for 10 classes
 
 BLANKS = ("stem_conv", "stem_pool", "block_downsample", "block_same", "layer2", "layer3", "layer4", "avgpool", "fc")
-CHANNELS = "check the channel counts of your conv1x1/conv3x3 calls: in -> middle -> middle -> out"
+CHANNELS = ("check the channel counts of your conv1x1/conv3x3 calls: which of in_channels, middle_channels and "
+            "out_channels each one takes and gives")
+SPATIAL = "check the stride and padding of your convolutions"
 CALLS = "check your ResidualBlock(in_channels, middle_channels, out_channels, downsample) calls"
-HINTS = {"stem_conv": "look at your nn.Conv2d: 3 channels in, 64 out, a 7x7 kernel",
-         "stem_pool": "look at your nn.MaxPool2d: a 3x3 window that halves H and W",
+HINTS = {"stem_conv": "look at your nn.Conv2d (the hint: 7x7 conv, 3 -> 64 channels; it halves the image size)",
+         "stem_pool": "look at your nn.MaxPool2d (the hint: a 3x3 max-pool that halves the image size again)",
          "block_downsample": CHANNELS, "block_same": CHANNELS, "layer2": CALLS, "layer3": CALLS, "layer4": CALLS,
-         "avgpool": "look at your nn.AvgPool2d: it averages the whole 2x2 map",
-         "fc": "look at your nn.Linear: 1024 features in, num_classes out"}
+         "avgpool": "look at your pooling layer: it averages the whole 2x2 map",
+         "fc": "look at your nn.Linear: from the pooled features (what avgpool gives) to the classes"}
+SIZE_ERRORS = re.compile(r"non-singleton dimension [23]|[Kk]ernel size can't be greater|[Oo]utput size is too small")
+PREVIOUS = {"layer2": "layer1", "layer3": "layer2", "layer4": "layer3"}
+PARTS = {"layer1": ("stem_conv", "stem_pool"), "layer2": ("layer2",), "layer3": ("layer3",), "layer4": ("layer4",),
+         "avgpool": ("avgpool",), "fc": ("fc",)}  # a part of the model -> the blanks that build it
 NOT_DONE = "not done yet (fill in the code between the BEGIN/END BLANK {} lines)"
 BEGIN = re.compile(r"^\s*#\s*BEGIN BLANK (\w+)(?:.*?\bpoints=(\d+))?")
 END = re.compile(r"^\s*#\s*END BLANK (\w+)")
@@ -108,15 +117,43 @@ def load(path: Path, lines: list[str]) -> types.ModuleType:
     return module
 
 
-def import_student(path: Path) -> Student:
-    """Read and import the student's file; a file Python cannot import is a UserError (exit code 2)."""
+def read_lines(path: Path) -> list[str]:
+    """The file's lines, decoded as Python decodes it (UTF-8, or what a `# coding:` line names); else a UserError."""
     if not path.is_file():
         raise UserError(f"{path}: no such file (give the path of your resnet.py)")
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    data = path.read_bytes()
+    if not data.strip():
+        raise UserError(f"{path} is empty: nothing was checked. Give the path of your resnet.py, the file with "
+                        "the BEGIN/END BLANK lines.")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as error:
+        if "unknown encoding" in str(error):
+            raise UserError(f"{path}: Python cannot read your file ({error}), so nothing was checked. Fix its "
+                            "`# coding:` line (or remove it: UTF-8 needs none) and run check.py again.") from None
+        encoding = "utf-8"  # bytes that are not UTF-8 in the first two lines: said with their line below
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise UserError(f"{path}, line {line}: byte 0x{data[error.start]:02x} is not {error.encoding} text, so "
+                        "Python cannot read your file and nothing was checked. Save it as UTF-8 (your editor's "
+                        "'save with encoding') and run check.py again.") from None
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise UserError(f"{path}, line {line}: a NUL (zero) byte, which Python cannot read, so nothing was "
+                        "checked. Save the file again as plain text and run check.py again.")
+    return text.removeprefix("\ufeff").splitlines(keepends=True)
+
+
+def import_student(path: Path) -> Student:
+    """Read and import the student's file; a file Python cannot import is a UserError (exit code 2)."""
+    lines = read_lines(path)
     try:
         return Student(path, lines, find_markers(lines), load(path, lines))
     except SyntaxError as error:
-        raise UserError(f"{path}, line {error.lineno}: {type(error).__name__}: {error.msg}.\nPython cannot read "
+        where = f", line {error.lineno}" if error.lineno else ""
+        raise UserError(f"{path}{where}: {type(error).__name__}: {error.msg}.\nPython cannot read "
                         "your file, so nothing was checked: fix that line (or the one just before it) and run "
                         "check.py again.") from None
     except Exception as error:  # noqa: BLE001 - whatever the file raises, say it in plain words
@@ -147,8 +184,8 @@ def doing(what: str, blank: str, student: Student):
     try:
         yield
     except Exception as error:  # noqa: BLE001 - whatever the student's code raises
-        hint = f" - {HINTS[blank]}" if blank in HINTS else ""
-        raise Fail(f"{what} raised {plain(error, student.path)}{hint}") from None
+        look = SPATIAL if blank in BLOCKS and SIZE_ERRORS.search(str(error)) else HINTS.get(blank)
+        raise Fail(f"{what} raised {plain(error, student.path)}" + (f" - {look}" if look else "")) from None
 
 
 def fmt(shape: tuple | torch.Tensor) -> str:
@@ -174,35 +211,43 @@ def block_spec(in_channels, middle_channels, out_channels, downsample=False) -> 
     return in_channels, middle_channels, out_channels, bool(downsample)
 
 
-def describe(spec: tuple) -> str:
-    """(256, 64, 256, True) -> 'in 256, middle 64, out 256, halving H and W'."""
-    return f"in {spec[0]}, middle {spec[1]}, out {spec[2]}, {'halving' if spec[3] else 'keeping'} H and W"
-
-
 # ------------------------------------------------ the checks, one per blank
 
 def check_block(student: Student, blank: str) -> None:
-    """A ResidualBlock on its own: output shape, 1x1 -> 3x3 -> 1x1 convolutions, parameters."""
-    (c_in, middle, out, down), size, params = BLOCKS[blank]
+    """A ResidualBlock on its own, with each channel set the grader uses (probes.py)."""
+    for _, (c_in, middle, out, down), _, shape in PROBES[blank]:
+        check_one_block(student, blank, (c_in, middle, out, down), shape[-1])
+
+
+def check_one_block(student: Student, blank: str, spec: tuple, size: int) -> None:
+    """One ResidualBlock: its branch's output shape, 1x1 -> 3x3 -> 1x1 convolutions, parameters, the whole block."""
+    c_in, middle, out, down = spec
     name = f"ResidualBlock(in={c_in}, middle={middle}, out={out}, downsample={down})"
     with doing(f"building {name}", blank, student):
         block = student.module.ResidualBlock(c_in, middle, out, downsample=down)
-    if len(block.layer) == 0:
+    branch = getattr(block, "layer", None)
+    if not isinstance(branch, nn.Module) or not list(branch.children()):
         raise NotDone
-    with doing(f"running {name} on a {c_in} x {size} x {size} input", blank, student):
-        y = block(torch.randn(2, c_in, size, size))
-    want = (out, size // 2, size // 2) if down else (out, size, size)
-    if y.shape[1:] != want:
-        what = "the first 1x1 should halve H and W" if down else "H and W must stay the same: check stride and padding"
-        raise Fail(f"{name} gives {fmt(y)}, expected {fmt(want)}: {what}")
-    convs = [m for m in block.layer.modules() if isinstance(m, nn.Conv2d)]
+    x = torch.randn(2, c_in, size, size)
+    with doing(f"running the branch (self.layer) of {name} on a {c_in} x {size} x {size} input", blank, student):
+        y = branch(x)
+    side = (size + 1) // 2 if down else size  # a stride-2 1x1 convolution gives ceil(size / 2)
+    if y.dim() != 4 or y.shape[1] != out:
+        raise Fail(f"the branch of {name} gives {fmt(y)}, expected {out} channels (out_channels): {CHANNELS}")
+    if y.shape[2:] != (side, side):
+        what = "it should halve H and W, once" if down else "H and W should stay the same"
+        raise Fail(f"the branch of {name} turns {size} x {size} into {y.shape[2]} x {y.shape[3]}: {what}: {SPATIAL}")
+    convs = [m for m in branch.modules() if isinstance(m, nn.Conv2d)]
     if [c.kernel_size for c in convs] != [(1, 1), (3, 3), (1, 1)]:
         got = " -> ".join("x".join(map(str, c.kernel_size)) for c in convs)
         raise Fail(f"the block's branch should be 1x1 -> 3x3 -> 1x1 convolutions, yours is {got}")
     if down and convs[0].stride != (2, 2):
         raise Fail("the first 1x1 convolution should halve H and W (the other two keep them)")
-    if count(block) != params:
-        raise Fail(f"parameters of {name}: {params:,} expected, got {count(block):,}: {CHANNELS}")
+    if count(block) != block_parameters(c_in, middle, out):
+        raise Fail(f"{name} has {count(block):,} parameters, expected {block_parameters(c_in, middle, out):,}: "
+                   f"{CHANNELS}")
+    with doing(f"running {name} on a {c_in} x {size} x {size} input", blank, student):
+        block(x)
 
 
 def layer1_part(student: Student, blank: str) -> nn.Sequential:
@@ -229,6 +274,9 @@ def check_stem_conv(student: Student, blank: str) -> None:
     kernels = ["x".join(map(str, m.kernel_size)) for m in stem.modules() if isinstance(m, nn.Conv2d)]
     if kernels != ["7x7"]:
         raise Fail(f"the stem should be one 7x7 convolution, yours: {' + '.join(kernels)}")
+    if count(stem) != STEM_PARAMETERS:
+        raise Fail(f"layer1's convolution has {count(stem):,} parameters, expected {STEM_PARAMETERS:,}: "
+                   f"{HINTS['stem_conv']}")
 
 
 def check_stem_pool(student: Student, blank: str) -> None:
@@ -255,14 +303,21 @@ def check_layer(student: Student, layer: str) -> None:
     if len({id(m) for m in items}) < blocks:
         raise Fail(f"{layer}: the same block object is there more than once (its weights would be shared): "
                    "make a new ResidualBlock for each")
+    hint = "only the last one downsamples" if last_down else "none downsamples"
     for i, block in enumerate(items, 1):
         try:
-            got = block_spec(*block.args, **block.kwargs)
+            c_in, c_middle, c_out, down = block_spec(*block.args, **block.kwargs)
         except TypeError as error:
             raise Fail(f"{layer}, block {i}: {str(error).replace('block_spec()', 'ResidualBlock()')}") from None
-        want = (first_in if i == 1 else out, middle, out, last_down and i == blocks)
-        if got != want:
-            raise Fail(f"{layer}, block {i}: expected {describe(want)}; got {describe(got)}")
+        source = f"{PREVIOUS[layer]} gives {first_in}" if i == 1 else f"block {i - 1} gives {out}"
+        if c_in != (first_in if i == 1 else out):
+            raise Fail(f"{layer}, block {i} takes {c_in} channels in, but {source}: {CALLS}")
+        if c_middle != middle:
+            raise Fail(f"{layer}, block {i}: middle {c_middle}; the hint says middle {middle}")
+        if c_out != out:
+            raise Fail(f"{layer}, block {i}: out {c_out}; the hint says out {out}")
+        if down != (last_down and i == blocks):
+            raise Fail(f"{layer}, block {i} {'halves' if down else 'keeps'} H and W; the hint says {hint}")
 
 
 def check_avgpool(student: Student, blank: str) -> None:
@@ -283,12 +338,16 @@ def check_fc(student: Student, blank: str) -> None:
     model, model3 = student.models
     if getattr(model, "fc", None) is None:
         raise NotDone
-    with doing("running fc on the 1024 pooled features", blank, student):
-        y, y3 = model.fc(torch.randn(2, 1024)), model3.fc(torch.randn(2, 1024))
+    features = LAYER_SHAPES["avgpool"][0]
+    with doing("running fc on the pooled features (what avgpool gives, flattened)", blank, student):
+        y, y3 = model.fc(torch.randn(2, features)), model3.fc(torch.randn(2, features))
     if y.shape[1:] != (NUM_CLASSES,):
         raise Fail(f"fc: expected {NUM_CLASSES} logits per image, got {fmt(y)}: {HINTS['fc']}")
     if y3.shape[1:] != (3,):
         raise Fail(f"fc: ResNet50(num_classes=3) gives {fmt(y3)} logits, expected 3: use num_classes, not 10")
+    if count(model.fc) != features * NUM_CLASSES + NUM_CLASSES:
+        raise Fail(f"fc has {count(model.fc):,} parameters, expected {features * NUM_CLASSES + NUM_CLASSES:,}: "
+                   f"{HINTS['fc']}")
 
 
 CHECKS = {"stem_conv": check_stem_conv, "stem_pool": check_stem_pool, "block_downsample": check_block,
@@ -347,25 +406,44 @@ def run_checks(student: Student) -> dict[str, str]:
     return {blank: results[blank] for blank in BLANKS}
 
 
-def check_whole_model(student: Student) -> str:
-    """'' when your whole ResNet50 has 14,750,730 parameters and gives 2 x 10 logits for 2 images, else what's wrong."""
+def check_whole_model(student: Student) -> tuple[str, tuple[str, ...]]:
+    """('', ()) when your whole ResNet50 has 14,750,730 parameters and gives 2 x 10 logits for 2 images, else what
+    is wrong and the blanks it points to (a part built otherwise than its blank's check saw: code outside them)."""
     try:
         with doing("building ResNet50()", "", student):
             model = student.module.ResNet50(num_classes=NUM_CLASSES).eval()
         if count(model) != PARAMETERS:
-            return f"parameters: {PARAMETERS:,} expected, got {count(model):,}"
-        with doing("running ResNet50() on 2 x 3 x 32 x 32", "", student):
+            part = next((p for p, n in part_parameters().items() if count(getattr(model, p)) != n), None)
+            where = f": the difference is in {part}" if part else ""
+            return f"parameters: {PARAMETERS:,} expected, got {count(model):,}{where}", PARTS.get(part, ())
+        x = torch.randn(2, *INPUT)
+        for part, blanks in PARTS.items():
+            with doing(f"running the whole ResNet50() at {part}", "", student):
+                x = getattr(model, part)(x.flatten(1) if part == "fc" else x)
+            want = LAYER_SHAPES.get(part, (NUM_CLASSES,))
+            if x.shape[1:] != want:
+                return f"in the whole ResNet50(), {part} gives {fmt(x)}, expected {fmt(want)}", blanks
+        with doing("running the whole ResNet50() (its forward method)", "", student):
             y = model(torch.randn(2, *INPUT))
-        return "" if y.shape == (2, NUM_CLASSES) else f"forward: expected 2 x {NUM_CLASSES}, got {fmt(y.shape)}"
+        return ("", ()) if y.shape == (2, NUM_CLASSES) else (f"forward: expected 2 x {NUM_CLASSES}, got {fmt(y)}", ())
     except Fail as error:
-        return str(error)
+        return str(error), ()
+
+
+def part_parameters() -> dict[str, int]:
+    """The parameters of each part of ResNet50(10), from the spec (a batch-norm has 2 per channel)."""
+    parts = {"layer1": STEM_PARAMETERS + 2 * STEM_CONV[0]}
+    for layer, (blocks, first_in, middle, out, _) in STAGES.items():
+        parts[layer] = sum(block_parameters(first_in if i == 0 else out, middle, out) for i in range(blocks))
+    return parts | {"avgpool": 0, "fc": LAYER_SHAPES["avgpool"][0] * NUM_CLASSES + NUM_CLASSES}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Check the file, print one line per blank and the totals; 0 when everything passes, 1 otherwise."""
+    """Check the file, print one line per blank and the totals; 0 when every line passes, 1 otherwise."""
     parser = argparse.ArgumentParser(prog="check.py", description=__doc__.split("\n\n")[1],
                                      epilog="example: python check.py student/resnet.py   (exit code 0: every "
-                                     "check passes, 1: something to fix, 2: the file cannot be checked)")
+                                     "line passes, the 9 blanks and the whole model; 1: something to fix; 2: "
+                                     "the file cannot be checked)")
     parser.add_argument("path", nargs="?", type=Path, default=Path(__file__).resolve().parent / "resnet.py",
                         help="your resnet.py, the file with the BEGIN/END BLANK lines "
                         "(default: resnet.py next to check.py)")
@@ -373,8 +451,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     with torch.no_grad():
         results = run_checks(student)
-        passed = [b for b in BLANKS if not results[b]]
-        whole = check_whole_model(student) if len(passed) == len(BLANKS) else None
+        whole, blanks = check_whole_model(student) if all(not r for r in results.values()) else (None, ())
+    if blanks:  # what the whole model shows, the grader charges to these blanks too
+        whole += f": look at {' and '.join(blanks)} (or at code outside the blanks that they use)"
+    for blank in blanks:
+        results[blank] = "the whole model differs in what this blank builds: see the whole-model line"
+    passed = [b for b in BLANKS if not results[b]]
     print(f"Checking {student.path}")
     for blank, result in [*results.items(), ("whole model", whole)]:
         print(f"  {blank:<17} {shown(result)}")
