@@ -1,7 +1,7 @@
 """Split an image-folder copy of CIFAR-10's training images into train/ and a held-out test/.
 
-    tar xzf ../shared/data/cifar10-train-jpg.tar.gz -C data/
-    python prepare_data.py --source data/cifar10-jpg --out data/cifar10-split
+    tar xzf PATH/TO/cifar10-train-jpg.tar.gz -C data/   # the course's JPEG archive of the training images
+    python prepare_data.py                 # data/cifar10-jpg/train/ -> data/cifar10-split/{train,test}/
 
 The held-out images are exactly train.py's validation split (same function, same
 seed), so `python main.py --data-dir data/cifar10-split` tests the shipped

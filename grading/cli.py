@@ -130,7 +130,7 @@ def cmd_handout(args: argparse.Namespace) -> None:
     """Write the students' repository."""
     from grading.handout import write_handout
 
-    files = write_handout(Path(args.output))
+    files = write_handout(Path(args.output), args.data_archive)
     print(f"wrote {args.output}: {len(files)} files ({', '.join(f for f in files if '/' not in f)})")
 
 
@@ -173,11 +173,12 @@ def add_limits(parser: argparse.ArgumentParser) -> None:
 
 
 def output_command(commands, name: str, run, summary: str, description: str, default: str, metavar: str,
-                   output_help: str) -> None:
+                   output_help: str) -> argparse.ArgumentParser:
     """A subcommand whose one option, -o, says where its output goes."""
     command = commands.add_parser(name, help=summary, description=description)
     command.add_argument("-o", "--output", default=default, metavar=metavar, help=output_help)
     command.set_defaults(run=run)
+    return command
 
 
 def build_parser() -> Parser:
@@ -216,11 +217,14 @@ def build_parser() -> Parser:
                        help=f"submissions graded at once (default: the number of cores, {os.cpu_count()})")
     add_limits(check)
     check.set_defaults(run=cmd_check)
-    output_command(commands, "handout", cmd_handout, "write the repository students get",
-                   "Write a new folder with the skeleton as resnet.py, main.py and the modules it needs, the "
-                   "checkpoints, the per-layer tests, check.py, a README for students and requirements.txt. No "
-                   "reference answers, no grader.", "handout", "DIR",
-                   "the folder to create (default: handout); it must not exist yet")
+    handout = output_command(commands, "handout", cmd_handout, "write the repository students get",
+                             "Write a new folder with the skeleton as resnet.py, main.py and the modules it needs, "
+                             "the checkpoints, the per-layer tests, check.py, a README for students and "
+                             "requirements.txt. No reference answers, no grader.", "handout", "DIR",
+                             "the folder to create (default: handout); it must not exist yet")
+    handout.add_argument("--data-archive", metavar="PATH", help="where students find the course's archive of "
+                         "CIFAR-10's training images (cifar10-train-jpg.tar.gz), as they type it: the students' "
+                         "README then gives the commands that unpack it; without it, it tells them to ask you")
     output_command(commands, "autograder", cmd_autograder, "write the Gradescope autograder zip",
                    "Write the zip to upload to Gradescope: setup.sh, run_autograder, the grader, the reference, "
                    "the tests and pinned requirements.", "autograder.zip", "FILE",

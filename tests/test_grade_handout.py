@@ -12,13 +12,12 @@ import pytest
 from conftest import run_grade
 
 from grading.compare import Reference
-from grading.handout import handout_modules, leaked_answers
+from grading.handout import checkpoint_lines, handout_modules, leaked_answers
 from grading.markers import fill_blanks, make_skeleton
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (ROOT / "resnet.py").read_text(encoding="utf-8")
 ACCURACY = re.compile(r"^Accuracy of the model on the .* images: .*%$", re.MULTILINE)
-
 
 
 def main_py(folder: Path, data: Path, checkpoint: Path) -> subprocess.CompletedProcess:
@@ -49,6 +48,74 @@ def test_handout_holds_what_students_need_and_no_answers(handout):
     readme = (handout / "README.md").read_text(encoding="utf-8")
     assert "python check.py resnet.py" in readme and "`fc` (5 points)" in readme
     assert "prepare_data.py" in readme
+
+
+def test_handout_readme_answers_a_students_first_questions(handout):
+    readme = (handout / "README.md").read_text(encoding="utf-8")
+    assert not re.search(r"\{\w+\}", readme)  # every field of grading/handout_README.md filled in
+    # the install: Python's version, the size of the default download, the smaller CPU-only one
+    assert "Python 3.11" in readme and "5.5 GB" in readme
+    assert "pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu" in readme
+    # the data, online and offline; made without --data-archive, it sends students to the TA
+    assert "downloads CIFAR-10 with torchvision" in readme and "ask your TA" in readme
+    assert "tar xzf ARCHIVE -C data" in readme and "tar xzf cifar10-train-jpg" not in readme
+    # how long, and what success looks like: the numbers README.md measured
+    project = (ROOT / "README.md").read_text(encoding="utf-8")
+    took = re.search(r"^Done in (.+) on cpu\.$", project, re.MULTILINE).group(1)
+    accuracy = re.search(r"^Accuracy of the model on the test images: .* %$", project, re.MULTILINE).group(0)
+    assert f"`python main.py` took {took} in all on the 2-core" in readme and "On a GPU: not measured" in readme
+    assert f"    {accuracy}\n" in readme
+    assert "not your grade" in readme
+    size = (ROOT / "checkpoints" / "resnet50_cifar10.pt").stat().st_size / 1e6
+    assert f"- `checkpoints/resnet50_cifar10.pt` ({size:.1f} MB): the pretrained ResNet-50" in readme
+
+
+def referenced_files(markdown: str) -> set[str]:
+    """The files a Markdown text names: link targets, and `name.ext` in backticks."""
+    links = set(re.findall(r"\]\(([^)#]+)\)", markdown))
+    named = set(re.findall(r"`([\w./-]*\.(?:py|md|txt|ini|pt|toml|json|gitignore))`", markdown))
+    return {name for name in links | named if "://" not in name}
+
+
+def test_nothing_in_the_handout_refers_to_a_file_it_lacks(handout):
+    assert (handout / ".gitignore").is_file()  # data/README.md says CIFAR-10 stays out of git by it
+    for page in handout.rglob("*.md"):
+        for name in referenced_files(page.read_text(encoding="utf-8")):
+            assert (page.parent / name).exists() or (handout / name).exists(), f"{page.name} names {name}"
+    assert "docs/" not in (handout / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_file_check_above_finds_a_missing_file():
+    assert referenced_files("see [training](../docs/training.md) and `tests/test_checkpoint.py`, `data/`") == {
+        "../docs/training.md", "tests/test_checkpoint.py"}
+
+
+def test_data_archive_goes_into_the_readme_commands(tmp_path):
+    folder = tmp_path / "handout"
+    archive = "/srv/course files/cifar10-train-jpg.tar.gz"  # a space: the command quotes it
+    assert run_grade(["handout", "-o", str(folder), "--data-archive", archive]) == 0
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    assert "    tar xzf '/srv/course files/cifar10-train-jpg.tar.gz' -C data\n    python prepare_data.py" in readme
+    assert "ask your TA" not in readme
+
+
+def test_an_empty_data_archive_is_refused(tmp_path, capsys):
+    assert run_grade(["handout", "-o", str(tmp_path / "handout"), "--data-archive", " "]) == 2
+    assert "--data-archive must be a path" in capsys.readouterr().err and not (tmp_path / "handout").exists()
+
+
+def test_the_readme_lists_the_vgg_checkpoint_with_its_size_once_it_exists(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    with open(tmp_path / "checkpoints" / "resnet50_cifar10.pt", "wb") as f:
+        f.truncate(29_710_933)  # sparse: the size is all that counts here
+    assert "vgg16" not in checkpoint_lines(tmp_path)
+    with open(tmp_path / "checkpoints" / "vgg16_cifar10.pt", "wb") as f:
+        f.truncate(29_470_000)
+    assert checkpoint_lines(tmp_path).splitlines() == [
+        "- `checkpoints/resnet50_cifar10.pt` (29.7 MB): the pretrained ResNet-50 (fp16 weights) that `python main.py` "
+        "loads into your `resnet.py`",
+        "- `checkpoints/vgg16_cifar10.pt` (29.5 MB): a pretrained VGG16-BN (fp16 weights; `vgg.py`), as in the "
+        "course: `python main.py --model vgg16`"]
 
 
 def test_handout_never_overwrites(handout, capsys):
