@@ -10,10 +10,10 @@ BLOCK, MODEL = "ResidualBlock", "ResNet50"
 PROBES: dict[str, list[tuple[str, tuple, str, tuple[int, ...]]]] = {
     "block_downsample": [(BLOCK, (12, 4, 20, True), "", (2, 12, 6, 6)),
                          (BLOCK, (20, 6, 20, True), "", (2, 20, 5, 5)),
-                         (BLOCK, (28, 10, 36, True), "", (2, 28, 7, 7))],
+                         (BLOCK, (28, 14, 36, True), "", (2, 28, 7, 7))],
     "block_same": [(BLOCK, (12, 4, 20, False), "", (2, 12, 5, 5)),
                    (BLOCK, (20, 6, 20, False), "", (2, 20, 6, 6)),
-                   (BLOCK, (36, 10, 28, False), "", (2, 36, 7, 7))],
+                   (BLOCK, (36, 14, 28, False), "", (2, 36, 7, 7))],
     "stem_conv": [(MODEL, (10,), "layer1", (2, 3, 32, 32))],
     "stem_pool": [(MODEL, (10,), "layer1", (2, 3, 32, 32))],
     "layer2": [(MODEL, (10,), "layer2", (2, 64, 8, 8))],
