@@ -13,6 +13,7 @@ import io
 import textwrap
 
 from grading.judge import Grade
+from grading.sandbox import UNGRADED
 
 
 def outcome_lines(tests: dict[str, tuple[bool, str]]) -> list[str]:
@@ -123,7 +124,8 @@ def student_results(grade: Grade) -> dict:
                       "output": "\n".join(grade.review)})
     output = ""
     if grade.problem:  # its message may quote what the submission printed or raised: shown after publication
-        output = f"Your file could not be graded: {grade.problem.split(':')[0]}."
+        kind = grade.problem.removeprefix(UNGRADED).split(":")[0].split(" (")[0]
+        output = f"Your file could not be graded: {kind}."
         tests.append({"name": "why it could not be graded", "score": 0, "max_score": 0,
                       "visibility": "after_published", "output": grade.problem})
     return {"score": grade.total, "output": output, "stdout_visibility": "hidden", "tests": tests}

@@ -24,8 +24,8 @@ import traceback
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-HERE = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path.cwd()  # the job's files, read-only
-ANSWERS = int(sys.argv[2]) if len(sys.argv) > 2 else -1  # the grader's channel
+HERE = Path.cwd()  # the job's files, read-only (main() sets it from the command line)
+ANSWERS = -1  # the grader's channel, a file descriptor (main() sets it)
 MAX_FILE = 2**28  # bytes: no file a job writes (its output included) grows past 256 MB
 MAX_RESULT = 2**24  # bytes: a job's result larger than this is a problem
 
@@ -209,6 +209,8 @@ def write_report(text: str) -> None:
 
 def main() -> None:
     """Run every job of the plan and send the report to the grader."""
+    global HERE, ANSWERS
+    HERE, ANSWERS = Path(sys.argv[1]).resolve(), int(sys.argv[2])
     plan = json.loads((HERE / "plan.json").read_text())
     limit_memory(plan["memory_bytes"])
     not_dumpable()

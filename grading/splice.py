@@ -2,8 +2,9 @@
 
     splice     one blank's answer (the student's, or the reference's for the reference build) in the
                reference's code, every other blank a stand-in: the skeleton's placeholder, or for the
-               blocks a "hollow" branch (two 1x1 convolutions with the block's channels and stride, not
-               the answer) so that layer2-4 still build and run. Nothing else of the student's file runs.
+               blocks a "hollow" branch (two 1x1 convolutions with the block's channels and stride around
+               a 3x3 average, not the answer) so that layer2-4 still build and run, and where a block
+               halves H and W still shows in their outputs. Nothing else of the student's file runs.
     answers    every one of the student's answers in the reference's code: compared with what the
                student's whole file builds, it shows whether code outside the blanks changes a blank.
     submitted  the student's file as it is, re-encoded as UTF-8.
@@ -19,8 +20,9 @@ HOLLOW = "_grading_hollow_branch"
 HOLLOW_HELPER = f'''
 
 def {HOLLOW}(in_channels, middle_channels, out_channels, stride):
-    """Grading stand-in for a block's branch while another blank is graded (two 1x1 convolutions)."""
-    return nn.Sequential(nn.Conv2d(in_channels, middle_channels, 1, stride),
+    """Grading stand-in for a block's branch while another blank is graded (the average mixes neighbours, so
+    which block subsamples shows in the output)."""
+    return nn.Sequential(nn.AvgPool2d(3, 1, 1), nn.Conv2d(in_channels, middle_channels, 1, stride),
                          nn.Conv2d(middle_channels, out_channels, 1))
 '''
 STAND_INS = {  # blank -> the item that stands in for it when another blank is graded

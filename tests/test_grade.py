@@ -110,26 +110,32 @@ def batch(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def broken(tmp_path_factory):
-    """Grade files that never reach the tests, with a 5 s time limit: JSON results by student."""
+    """Grade files that never reach the tests: JSON results by student. Only the files that block on purpose get a
+    short --timeout (a working file could miss it on a loaded machine)."""
     def at_import(code: str) -> str:
         """The reference with code run at import, before torch is imported (so it fails fast)."""
         return edit(REFERENCE_TEXT, ("import torch\n", code + "import torch\n"))
 
-    files = {
-        "syntax_error": edit(REFERENCE_TEXT, ("out = self.layer(x)", "out = self.layer(x")),
-        "endless_loop": at_import("while True:\n    pass\n"),
-        "memory_hog": at_import("hog = bytearray(64 * 2**30)\n"),
-        "exits": at_import("import sys\nsys.exit(3)\n"),
-        "network": at_import("import socket\nsocket.create_connection(('127.0.0.1', 9))\n"),
+    batches = {
+        (): {"syntax_error": edit(REFERENCE_TEXT, ("out = self.layer(x)", "out = self.layer(x")),
+             "memory_hog": at_import("hog = bytearray(64 * 2**30)\n"),
+             "exits": at_import("import sys\nsys.exit(3)\n"),
+             "network": at_import("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")},
+        ("--timeout", "5"): {"endless_loop": at_import("while True:\n    pass\n"),
+                             "sleeps": at_import("import time\ntime.sleep(3600)\n")},
     }
-    folder = tmp_path_factory.mktemp("broken")
-    for student, text in files.items():
-        (folder / f"{student}.py").write_text(text, encoding="utf-8")
-    json_path = folder.parent / "broken.json"
-    result = subprocess.run([sys.executable, str(ROOT / "grade.py"), "check", str(folder), "--timeout", "5",
-                             "--json", str(json_path)], check=False, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return files, json.loads(json_path.read_text())
+    files, results = {}, {}
+    for options, batch_files in batches.items():
+        folder = tmp_path_factory.mktemp("broken")
+        for student, text in batch_files.items():
+            (folder / f"{student}.py").write_text(text, encoding="utf-8")
+        json_path = folder.parent / f"{folder.name}.json"
+        result = subprocess.run([sys.executable, str(ROOT / "grade.py"), "check", str(folder), *options,
+                                 "--json", str(json_path)], check=False, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        files |= batch_files
+        results |= json.loads(json_path.read_text())
+    return files, results
 
 
 # ------------------------------------------------------------------ skeleton
@@ -256,7 +262,8 @@ def test_files_that_never_reach_the_tests(broken):
     problems = {student: results[student]["output"].splitlines()[0] for student in files}
     line = next(i for i, text in enumerate(files["syntax_error"].splitlines(), 1) if text.endswith("self.layer(x"))
     assert problems["syntax_error"].startswith(f"did not import: SyntaxError line {line}")
-    assert problems["endless_loop"] == "timed out after 5 s"
+    assert problems["endless_loop"] == problems["sleeps"] == "could not be graded: timed out after 5 s"
+    assert "review: could not be graded: timed out after 5 s: look at it by hand" in results["sleeps"]["output"]
     assert problems["memory_hog"] == "exceeded the memory limit (4 GB) while importing"
     assert problems["exits"] == "did not import: it called sys.exit(3)"
     assert "network use is blocked while grading" in problems["network"]

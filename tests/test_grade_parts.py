@@ -1,6 +1,7 @@
 """The grader's parts on their own, without running any submission: fast."""
 import csv
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -8,10 +9,11 @@ import pytest
 from common import UserError
 from grading import ROOT
 from grading.builds import same_build, tree_difference, valid
+from grading.cli import write_output
 from grading.compare import Reference, compare
 from grading.forms import code_tokens
 from grading.judge import BlankGrade, Grade
-from grading.markers import as_utf8, find_blanks, make_skeleton, read_source
+from grading.markers import as_utf8, find_blanks, make_skeleton, read_source, read_submission
 from grading.outside import answers_outside, changes_outside
 from grading.report import csv_text, listing, student_results
 from grading.sandbox import bwrap_command, python_folders
@@ -37,6 +39,11 @@ def ref() -> Reference:
     ("layer4", "*[ResidualBlock(512 if i == 0 else 1024, 256, 1024) for i in range(10 ** 6)],", "different"),
     ("fc", "self.fc = nn.Linear(1024 * 1 * 1, num_classes)", "equivalent"),
     ("fc", "self.fc = nn.Linear(1024 // 2, num_classes)", "different"),
+    ("avgpool", '"""Average the 2x2 map."""\nself.avgpool = nn.AvgPool2d(2, stride=2)', "equivalent"),
+    ("avgpool", "self.avgpool = nn.AdaptiveAvgPool2d([1, 1])", "equivalent"),
+    ("avgpool", "self.avgpool: nn.Module = nn.AvgPool2d(kernel_size=2, stride=1)", "equivalent"),
+    ("fc", "pass\nself.fc: nn.Linear = nn.Linear(1024, num_classes)", "equivalent"),
+    ("stem_pool", "nn.MaxPool2d(kernel_size=[3, 3], stride=2, padding=1),", "equivalent"),
 ])
 def test_unusual_forms(ref, blank_id, answer, verdict):
     assert compare(ref, blank_id, [answer + "\n"])[0] == verdict
@@ -52,6 +59,28 @@ def test_sources_are_read_as_python_reads_them(tmp_path):
     (tmp_path / "bad.py").write_bytes(b"x = '\xff'\n")
     with pytest.raises(UserError, match="Python cannot decode it either"):
         read_source(tmp_path / "bad.py")
+
+
+def test_submissions_are_regular_files_read_without_following_links(tmp_path):
+    (tmp_path / "real.py").write_text(REFERENCE, encoding="utf-8")
+    assert read_submission(tmp_path / "real.py") == REFERENCE
+    (tmp_path / "link.py").symlink_to(ROOT / "resnet.py")
+    os.mkfifo(tmp_path / "pipe.py")
+    (tmp_path / "huge.py").write_bytes(b"#" * (2**20 + 1))
+    for name, kind in [("link.py", "a symbolic link"), ("pipe.py", "a named pipe"), ("huge.py", "larger than")]:
+        with pytest.raises(UserError, match=kind):
+            read_submission(tmp_path / name)
+
+
+def test_outputs_that_are_not_regular_files_are_written_in_place(tmp_path):
+    target = tmp_path / "target.txt"
+    target.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    write_output(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"  # never renamed over the link
+    write_output(tmp_path / "plain.txt", "text")
+    assert (tmp_path / "plain.txt").read_text() == "text"
 
 
 def outside(ref: Reference, text: str):
@@ -92,21 +121,28 @@ def test_splice_reindents_an_answer(ref):
 
 
 def probe(tree, output=None, **extra):
-    """A fingerprint with the given tree."""
-    return {"label": "ResidualBlock(1, 2, 3, True)", "tree": tree, "params": [], "distinct": 0,
-            "output": output or {"shape": [2], "values": [1.0, 1.0]}, **extra}
+    """A fingerprint with the given tree, and a parameter named after its first convolution's path."""
+    conv = next(row[0] for row in tree if row[1] == "Conv2d")
+    return {"label": "ResidualBlock(1, 2, 3, True)", "tree": tree, "params": [[f"{conv}.weight", [2, 1, 1, 1]]],
+            "distinct": 1, "output": output or {"shape": [2], "values": [1.0, 1.0]}, **extra}
 
 
-def test_builds_compare_trees_and_outputs():
+def test_builds_compare_behaviour_not_spelling():
     nested = [["", "Sequential", ""], ["0", "Sequential", ""], ["0.0", "Conv2d", "1, 2"], ["0.1", "ReLU", ""]]
     flat = [["", "Sequential", ""], ["0", "Conv2d", "1, 2"], ["1", "ReLU", ""]]
+    listed = [["", "Sequential", ""], ["0", "Sequential", ""], ["0.0", "Conv2d", "1, 2, kernel_size=[1, 1]"],
+              ["0.1", "ReLU", ""]]
     assert "grouped differently" in tree_difference(flat, nested)
     assert same_build([probe(nested)], [probe(nested)])
+    assert same_build([probe(listed)], [probe(nested)])  # a setting that changes nothing
     assert not same_build([probe(nested, {"shape": [2], "values": [1.0, 1.5]})], [probe(nested)])
-    assert not same_build([probe(flat)], [probe(nested)])
-    assert valid([probe(nested)]) is not None
-    for junk in ["x", [1], [{"label": "x", "tree": "x"}], [probe(nested, {"shape": [2], "values": [[]]})]]:
-        assert valid(junk) is None
+    assert not same_build([probe(flat)], [probe(nested)])  # the parameter names differ: the checkpoint would not load
+    labels = ["ResidualBlock(1, 2, 3, True)"]
+    assert valid([probe(nested)], labels) is not None
+    for junk in ["x", [1], [{"label": "x", "tree": "x"}], [probe(nested, {"shape": [2], "values": [[]]})],
+                 [probe(nested, extra_field=1)], [probe(nested, {"shape": [2.5], "values": []})]]:
+        assert valid(junk, labels) is None
+    assert valid([probe(nested)], ["ResidualBlock(2, 2, 3, True)"]) is None  # not the probe that was asked for
 
 
 def grades() -> list[Grade]:
@@ -143,5 +179,5 @@ def test_the_sandbox_never_sees_the_project():
     for folder in python_folders():
         assert folder != ROOT and folder not in ROOT.parents
         assert ROOT not in folder.parents or ".venv" in folder.parts
-    command = " ".join(bwrap_command(Path("/tmp/job"), ["python"]))
+    command = " ".join(bwrap_command(Path("/tmp/job/in"), Path("/tmp/job/work"), ["python"]))
     assert f" {ROOT} " not in command and f"{ROOT}/tests" not in command and "--unshare-all" in command
