@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 import common
+import distill
+import distributed
 import speed
 import utils
 
@@ -66,12 +67,12 @@ def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, ep
                     config: speed.Config = speed.COURSE_WAY, ema: AveragedModel | None = None,
                     quiet: bool = False, teacher: nn.Module | None = None) -> tuple[float, float]:
     """One pass over `batches`; prints the course's step lines (unless quiet); returns the mean loss and
-    accuracy (%). With a teacher, `criterion` is a Distillation and also gets the teacher's logits."""
+    accuracy (%). With a teacher, `criterion` is a distill.Distillation and also gets the teacher's logits."""
     model.train()
     total_steps = len(batches)
     window_loss, window_steps, epoch_loss = 0.0, 0, 0.0
     correct, seen = torch.zeros((), dtype=torch.long, device=device), 0  # counted on the device: no sync per step
-    progress = Progress(total_steps, f"epoch {epoch}", batches.batch_size)
+    progress = Progress(total_steps, f"epoch {epoch}", batches.batch_size * distributed.world_size())
     for step, (images, labels) in enumerate(batches, start=1):
         with speed.autocast(device, config):
             logits = model(images)
@@ -104,7 +105,10 @@ def train_one_epoch(model, batches, optimizer, criterion, device, epoch: int, ep
         if not quiet:
             progress.update(step)
     progress.close()
-    return epoch_loss / total_steps, 100.0 * correct.item() / seen
+    # under torchrun, every rank's share of the epoch (one process: the numbers themselves)
+    epoch_loss, correct, seen, total_steps = distributed.sum_over_ranks([epoch_loss, correct.item(), seen, total_steps],
+                                                                        device)
+    return epoch_loss / total_steps, 100.0 * correct / seen
 
 
 @dataclass
@@ -157,40 +161,6 @@ def build_schedule(optimizer, schedule: str, lr: float, epochs: int, steps_per_e
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
-class Distillation(nn.Module):
-    """Knowledge distillation (Hinton et al., 2015): (1 - W) * criterion + W * T^2 * KL(teacher_T || student_T).
-
-    Both softmaxes are taken at temperature T; the T^2 keeps the soft term's gradients as large as the hard
-    term's whatever T is. Computed in float32, as bf16 autocast would round the small probabilities away.
-    """
-
-    def __init__(self, criterion: nn.Module, weight: float, temperature: float):
-        super().__init__()
-        self.criterion, self.weight, self.temperature = criterion, weight, temperature
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        t = self.temperature
-        student = F.log_softmax(logits.float() / t, dim=1)
-        teacher = F.log_softmax(teacher_logits.float() / t, dim=1)
-        soft = F.kl_div(student, teacher, log_target=True, reduction="batchmean")  # KL(teacher || student)
-        return (1 - self.weight) * self.criterion(logits, labels) + self.weight * t * t * soft
-
-
-def load_teacher(path: str, classes: tuple[str, ...], device, config: speed.Config) -> nn.Module:
-    """A trained model of any of MODELS, frozen in eval mode and run the way `config` says."""
-    state = utils.load_checkpoint(path)
-    if tuple(state.get("classes", ())) != tuple(classes):
-        raise common.UserError(
-            f"the teacher {path} predicts {len(state.get('classes', ()))} classes "
-            f"({', '.join(state.get('classes', ()))}), but this run trains on {len(classes)} "
-            f"({', '.join(classes)}): the two softmaxes must be over the same classes, in the same order. "
-            "Pass a teacher trained with the run's --classes, or change --classes to the teacher's.")
-    teacher = utils.build_model(state.get("arch"), len(classes))
-    utils.load_weights(teacher, state, state.get("arch"), tuple(classes), path)
-    teacher.requires_grad_(False)
-    return speed.prepare(teacher, device, config).eval()  # eval: its batch-norm uses its own statistics
-
-
 def build_ema(model: nn.Module, decay: float) -> AveragedModel | None:
     """An exponential moving average of the weights and batch-norm statistics (None when decay is 0)."""
     if not decay:
@@ -205,7 +175,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="architecture to train (default: resnet50)")
     parser.add_argument("--epochs", type=common.positive_int, default=15, help="number of epochs (default: 15)")
     parser.add_argument("--batch-size", type=common.positive_int, default=128,
-                        help="training mini-batch size (default: 128)")
+                        help="training mini-batch size, global: under torchrun each process takes an equal share (it "
+                        "must divide), so the same flags, --lr included, are the same recipe on 1 or N processes "
+                        "(default: 128)")
     parser.add_argument("--lr", type=common.positive_float, default=0.2,
                         help="peak learning rate of the one-cycle schedule (default: 0.2)")
     parser.add_argument("--weight-decay", type=common.natural_float, default=5e-4,
@@ -251,6 +223,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "; part of the recipe: with --resume, auto keeps the run's own and fp32 or bf16 switches the "
                         "run to it from the next epoch on (the history records the switch)")
     parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
+    parser.add_argument("--sync-bn", action="store_true",
+                        help="under torchrun on CUDA GPUs: batch-norm statistics over the global batch "
+                        "(SyncBatchNorm) instead of each process's share; part of the recipe (default: off)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for initialisation, shuffling and augmentation (default: 0)")
     args = parser.parse_args(argv)
@@ -278,14 +253,17 @@ def recipe_of(args, precision: str) -> dict:
         recipe["ema"] = args.ema
     if args.init:
         recipe["init"] = args.init
+    recipe["world_size"] = distributed.world_size()  # each process's data and random draws depend on it
+    if args.sync_bn:
+        recipe["sync_bn"] = True
     if args.teacher:  # runs without a teacher (and older runs) have none of these keys
         recipe.update(teacher=args.teacher, kd_weight=args.kd_weight, kd_temperature=args.kd_temperature)
     return recipe
 
 
 def saved_recipe(state: dict) -> dict:
-    """A saved run's recipe; runs from before --precision existed trained in fp32."""
-    return {"precision": "fp32"} | state.get("recipe", {})
+    """A saved run's recipe; runs from before --precision and torchrun trained in fp32, in one process."""
+    return {"precision": "fp32", "world_size": 1} | state.get("recipe", {})
 
 
 def restore_run(state: dict, model, optimizer, scheduler, train_batches, ema) -> tuple[list, int, float]:
@@ -323,11 +301,16 @@ def load_train_split(args, classes, device, config: speed.Config):
     val_index = utils.validation_indices(labels, args.val_per_class, args.split_seed)
     train_mask = torch.ones(len(labels), dtype=torch.bool)
     train_mask[val_index] = False
-    print(f"Data: {args.data_dir or 'CIFAR-10 in data/'}, {int(train_mask.sum())} training and "
-          f"{len(val_index)} validation images (split seed {args.split_seed}), "
-          f"loaded in {time.perf_counter() - started:.1f} s", flush=True)
-    train_batches = utils.Batches(images[train_mask], labels[train_mask], args.batch_size, device, train=True,
-                                  seed=args.seed, cutout=args.cutout)
+    distributed.say(f"Data: {args.data_dir or 'CIFAR-10 in data/'}, {int(train_mask.sum())} training and "
+                    f"{len(val_index)} validation images (split seed {args.split_seed}), "
+                    f"loaded in {time.perf_counter() - started:.1f} s")
+    world = distributed.world_size()
+    if world == 1:
+        train_batches = utils.Batches(images[train_mask], labels[train_mask], args.batch_size, device, train=True,
+                                      seed=args.seed, cutout=args.cutout)
+    else:  # this process's share of each epoch, args.batch_size // world images a step
+        train_batches = distributed.ShardedBatches(images[train_mask], labels[train_mask], args.batch_size // world,
+                                                   device, args.seed, args.cutout, distributed.rank(), world)
     val_batches = utils.Batches(images[val_index], labels[val_index], EVAL_BATCH_SIZE, device, train=False)
     train_batches.channels_last = val_batches.channels_last = config.channels_last
     data = f"{describe_source(args.data_dir)}, {int(train_mask.sum()):,}/{len(val_index):,} train/validation split, " \
@@ -364,42 +347,71 @@ def starting_model(args, classes) -> tuple[nn.Module, list[dict]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    device = utils.pick_device(args.device)
+    device = distributed.pick_device(args.device)
+    if args.sync_bn and device.type != "cuda":
+        raise common.UserError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm runs on nothing else); leave it out "
+                               f"on {device.type}, where each process normalizes over its own share of the batch.")
+    with distributed.process_group(device):
+        try:
+            fit(args, device)
+        except (common.UserError, torch.distributed.DistBackendError) as error:
+            if distributed.world_size() == 1:
+                raise
+            # one line from the rank that failed; the others lose contact and say so; torchrun's summary follows
+            reason = str(error) if isinstance(error, common.UserError) else (
+                f"lost contact with the other processes ({str(error).splitlines()[0]}): if one of them failed, its own "
+                "line says why. The run goes on from its last saved epoch with the same command plus --resume.")
+            raise common.UserError(f"rank {distributed.rank()} of {distributed.world_size()}: {reason}") from None
+
+
+def fit(args, device: torch.device) -> None:
+    """Train (or resume, or export) the run that `args` describe, in this process: all of it or its torchrun share."""
     classes = utils.parse_classes(args.classes)
     out = Path(args.out).expanduser()
+    if args.batch_size % distributed.world_size():
+        raise common.UserError(f"--batch-size {args.batch_size} is the global batch and must split evenly over the "
+                               f"{distributed.world_size()} processes: pass a multiple of {distributed.world_size()}.")
     state, precision = open_run(args, out, device)
-    train_choice = speed.choose(args.model, len(classes), args.batch_size, True, device, precision, args.retune)
-    print(train_choice.line(), flush=True)
+    batch_size = args.batch_size // distributed.world_size()  # what each process runs at a time
+    train_choice = distributed.share(speed.choose(args.model, len(classes), batch_size, True, device, precision,
+                                                  args.retune) if distributed.is_main() else None)
+    distributed.say(train_choice.line())
     config = train_choice.config
     train_batches, val_batches, data = load_train_split(args, classes, device, config)
     if args.export:
-        return export(out / "best.pt", Path(args.export), val_batches, device, config, data)
+        return export(out / "best.pt", Path(args.export), val_batches, device, config, data) if distributed.is_main() \
+            else None
     recipe = recipe_of(args, config.precision)
-    if state is not None and saved_recipe(state) | {"precision": recipe["precision"]} != recipe:
-        raise common.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with "
-                               "the same flags or use another --out.")
+    if state is not None:
+        check_resumable(state, recipe, out)
     switch = ""  # "bf16 -> fp32" when --resume changes the precision, recorded in the next epoch's history row
     if state is not None and saved_recipe(state)["precision"] != recipe["precision"]:
         switch = f"{saved_recipe(state)['precision']} -> {recipe['precision']}"
 
     model, earlier_stages = starting_model(args, classes)
     model = speed.prepare(model, device, config)
+    if args.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ema = build_ema(model, args.ema)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    teacher = load_teacher(args.teacher, classes, device, config) if args.teacher else None
-    train_criterion = Distillation(criterion, args.kd_weight, args.kd_temperature) if teacher else criterion
+    teacher = distill.load_teacher(args.teacher, classes, device, config) if args.teacher else None
+    train_criterion = distill.Distillation(criterion, args.kd_weight, args.kd_temperature) if teacher else criterion
     optimizer = build_optimizer(model, "sgd", args.lr, args.weight_decay, args.nesterov)
     scheduler = build_schedule(optimizer, args.schedule, args.lr, args.epochs, len(train_batches))
     history, start_epoch, best = [], 1, 0.0
     if state is not None:
         history, start_epoch, best = restore_run(state, model, optimizer, scheduler, train_batches, ema)
-        print(f"Resuming {out} after epoch {state['epoch']} (best validation accuracy so far {best:.2f} %)"
-              + (f"; precision switched {switch} from epoch {start_epoch} on" if switch else ""), flush=True)
+        distributed.say(f"Resuming {out} after epoch {state['epoch']} (best validation accuracy so far {best:.2f} %)"
+                        + (f"; precision switched {switch} from epoch {start_epoch} on" if switch else ""))
+    trained = distributed.wrap(model, device)  # the same parameters; under torchrun, gradients averaged over ranks
 
     for epoch in range(start_epoch, args.epochs + 1):
         started = time.perf_counter()
-        train_loss, train_accuracy = train_one_epoch(model, train_batches, optimizer, train_criterion, device, epoch,
-                                                     args.epochs, scheduler, config, ema, teacher=teacher)
+        train_loss, train_accuracy = train_one_epoch(trained, train_batches, optimizer, train_criterion, device, epoch,
+                                                     args.epochs, scheduler, config, ema,
+                                                     quiet=not distributed.is_main(), teacher=teacher)
+        if not distributed.is_main():
+            continue  # rank 0 validates and saves; the others wait for it at the next epoch's first step
         train_seconds = time.perf_counter() - started
         validated = evaluate(ema.module if ema else model, val_batches, device, config, criterion)
         print(accuracy_line(validated.accuracy, "validation"), flush=True)
@@ -423,6 +435,20 @@ def main(argv=None) -> None:
         print(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {validated.loss:.4f}, "
               f"validation accuracy {validated.accuracy:.2f} % (best {best:.2f} %), "
               f"{history[-1]['seconds']:.0f} s", flush=True)
+
+
+def check_resumable(state: dict, recipe: dict, out: Path) -> None:
+    """Refuse to resume a run with another recipe (the precision may change: open_run decided it)."""
+    saved = saved_recipe(state)
+    if saved["world_size"] != recipe["world_size"]:
+        raise common.UserError(
+            f"{out} was trained by {saved['world_size']} process(es), and this is {recipe['world_size']}: each "
+            "process's share of the data and its random draws depend on their number. Resume it with as many "
+            f"(torchrun --nnodes x --nproc_per_node = {saved['world_size']}; plain python for 1), or start a new run "
+            "with another --out.")
+    if saved | {"precision": recipe["precision"]} != recipe:
+        raise common.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with "
+                               "the same flags or use another --out.")
 
 
 def describe_source(data_dir) -> str:

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import distill
+import speed
 import train
 import utils
 
@@ -31,11 +33,11 @@ def test_distillation_loss_is_the_formula():
     p_teacher = F.softmax(teacher_logits / t, 1)
     kl = (p_teacher * (p_teacher.log() - F.log_softmax(logits / t, 1))).sum(1).mean()
     expected = (1 - w) * ce(logits, labels) + w * t * t * kl
-    loss = train.Distillation(ce, w, t)(logits, labels, teacher_logits)
+    loss = distill.Distillation(ce, w, t)(logits, labels, teacher_logits)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    hard_only = train.Distillation(ce, 0.0, t)(logits, labels, teacher_logits)
+    hard_only = distill.Distillation(ce, 0.0, t)(logits, labels, teacher_logits)
     assert hard_only.item() == pytest.approx(ce(logits, labels).item())
-    same = train.Distillation(ce, 0.5, t)(logits, labels, logits)  # a student that agrees with its teacher: KL = 0
+    same = distill.Distillation(ce, 0.5, t)(logits, labels, logits)  # a student that agrees with its teacher: KL = 0
     assert same.item() == pytest.approx(0.5 * ce(logits, labels).item(), rel=1e-5)
 
 
@@ -55,7 +57,7 @@ def test_a_run_with_a_teacher_trains_records_it_and_its_loss_differs(tiny_data, 
 
 
 def test_the_teacher_is_frozen_in_eval_mode(teacher):
-    model = train.load_teacher(teacher, utils.CIFAR10_CLASSES, torch.device("cpu"), train.speed.COURSE_WAY)
+    model = distill.load_teacher(teacher, utils.CIFAR10_CLASSES, torch.device("cpu"), speed.COURSE_WAY)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
 
