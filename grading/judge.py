@@ -156,7 +156,7 @@ def grade_file(path: Path, student: str, options: Options) -> Grade:
     try:
         compile(text, str(path), "exec")
     except (SyntaxError, ValueError) as error:
-        grade.problem = (f"did not import: {type(error).__name__} line {getattr(error, 'lineno', '?')}: "
+        grade.problem = (f"did not import: {type(error).__name__} line {getattr(error, 'lineno', None) or '?'}: "
                          f"{getattr(error, 'msg', error)}")
         return grade
     if changes and broken:
@@ -180,7 +180,8 @@ def run_and_settle(grade: Grade, text: str, changes: list[Change], broken: dict[
     grade.cpu = result.cpu
     done = result.report.get("jobs", {})
     submitted = done.get("submitted", {})
-    grade.problem = result.problem or (submitted["problem"][:300] if submitted.get("problem") else None)
+    forged = next((job["problem"] for job in done.values() if job.get("problem", "").startswith(UNGRADED)), None)
+    grade.problem = result.problem or forged or (submitted["problem"][:300] if submitted.get("problem") else None)
     if grade.problem:
         if grade.problem.startswith(UNGRADED):
             grade.review.append(f"{grade.problem}: look at it by hand")

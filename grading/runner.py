@@ -28,6 +28,7 @@ HERE = Path.cwd()  # the job's files, read-only (main() sets it from the command
 ANSWERS = -1  # the grader's channel, a file descriptor (main() sets it)
 MAX_FILE = 2**28  # bytes: no file a job writes (its output included) grows past 256 MB
 MAX_RESULT = 2**24  # bytes: a job's result larger than this is a problem
+UNGRADED = "could not be graded: "  # the start of every problem with what came back (the grader's too)
 
 
 def limit_memory(max_bytes: int) -> None:
@@ -189,14 +190,16 @@ def run_job(job: dict, plan: dict, isolated: bool) -> dict:
             run_child(job, budget, plan["seed"], result_file.fileno())
         _, status = os.waitpid(pid, 0)
         end_the_rest(isolated, pid)
+        size = os.fstat(result_file.fileno()).st_size
+        if status != 0:
+            return {"problem": crash(status, plan["cpu_limit"], plan["memory_bytes"])}
+        if size >= MAX_RESULT:
+            return {"problem": f"{UNGRADED}its answers are larger than {MAX_RESULT // 2**20} MB"}
         try:
-            size = os.fstat(result_file.fileno()).st_size
-            result = json.loads(os.pread(result_file.fileno(), size, 0)) if size < MAX_RESULT else None
-        except (OSError, ValueError):
+            result = json.loads(os.pread(result_file.fileno(), size, 0))
+        except (OSError, ValueError, RecursionError):
             result = None
-    if status != 0 or not isinstance(result, dict):
-        return {"problem": crash(status, plan["cpu_limit"], plan["memory_bytes"])}
-    return result
+    return result if isinstance(result, dict) else {"problem": f"{UNGRADED}its answers are not what the runner writes"}
 
 
 def write_report(text: str) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from grading import LAYER_TESTS, PACKAGE, ROOT
 from grading.builds import valid
+from grading.runner import UNGRADED
 from probes import label
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -166,9 +167,6 @@ def run(files: dict[str, str], jobs: list[dict], limits: Limits, use_bwrap: bool
             if timed_out:
                 return Outcome(problem=f"{UNGRADED}timed out after {limits.timeout:g} s", cpu=cpu)
             return read_answers(answers.fileno(), output.fileno(), jobs, status, cpu, limits)
-
-
-UNGRADED = "could not be graded: "  # the start of every problem with what came back from the sandbox
 
 
 def read_answers(answers: int, output: int, jobs: list[dict], status: int, cpu: float, limits: Limits) -> Outcome:
