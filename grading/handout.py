@@ -1,6 +1,9 @@
 """The repository students get: the skeleton as resnet.py, what `python main.py` needs, the tests, the self-check.
 
-No reference answers and no grader go in. The Python modules to copy are found in one place,
+No reference answers and no grader go in. Its README (handout_README.md) is filled in with the blanks, the data
+archive's path when the TA names it, and the time and accuracy of README.md's measured run.
+
+The Python modules to copy are found in one place,
 `handout_modules`: every local module that main.py, check.py, prepare_data.py and the tests import,
 followed through the modules they import in turn (imports inside functions included).
 """
