@@ -8,6 +8,7 @@ nothing here starts a process group: `python train.py` runs as one process, as i
 """
 import contextlib
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -41,6 +42,14 @@ def say(*args, **kwargs) -> None:
     """print, on rank 0 only: the other ranks do the same work and would repeat every line."""
     if is_main():
         print(*args, **kwargs, flush=True)
+
+
+def launcher() -> str:
+    """The command that starts this process's kind of run: 'python', or 'torchrun --nnodes 1 --nproc_per_node 2'."""
+    if world_size() == 1:
+        return "python"
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+    return f"torchrun --nnodes {world_size() // per_node} --nproc_per_node {per_node}"
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -98,6 +107,9 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """`model` under DistributedDataParallel when in a process group; itself otherwise."""
     if not dist.is_initialized():
         return model
+    # speed.MatmulConv1x1's weights (O, I, 1, 1) in channels_last get gradients whose strides differ from theirs
+    # on the size-1 dimensions only: the same order in memory, so DDP's copy into its buckets costs nothing extra.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 

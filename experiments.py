@@ -8,16 +8,20 @@
 Training goes through train.py's main() (main.py's for course-run), in this process.
 Running a command again resumes its unfinished runs (train.py refuses a changed
 recipe). EXPERIMENTS.md gives the recipes, the reports' numbers and CPU estimates.
+three-class and scratch-vs-pretrained also run under torchrun (`torchrun --nproc_per_node 2
+experiments.py three-class ...`): every process trains, rank 0 alone prints and writes.
 """
 import argparse
 import functools
 import json
+import os
 import time
 from pathlib import Path
 
 import torch
 
 import common
+import distributed
 import main as course
 import plots
 import speed
@@ -47,8 +51,10 @@ def describe_device(name: str | None) -> str:
     """The device a run uses, in words: 'cpu (2 threads)' or the GPU's name."""
     device = utils.pick_device(name)
     if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)" if device.type == "cpu" else device.type
+        words = f"cuda ({torch.cuda.get_device_name(device)})"
+    else:
+        words = f"cpu ({torch.get_num_threads()} threads)" if device.type == "cpu" else device.type
+    return words + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
 
 
 def epochs_cell(done: int, requested: int, reported: int) -> str:
@@ -98,7 +104,7 @@ def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int
     resuming = (run / "last.pt").exists()
     if resuming:
         argv.append("--resume")
-        print(f"{run} already holds a run: resuming it (train.py refuses if the recipe changed).", flush=True)
+        distributed.say(f"{run} already holds a run: resuming it (train.py refuses if the recipe changed).")
     labels = load_train(args.data_dir, classes)[1]
     info = read_json(run / "experiment.json", {}) if resuming else {}
     info.update(model=model, classes=list(classes),
@@ -108,12 +114,13 @@ def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int
                 train_images=len(labels) - args.val_per_class * len(classes),
                 validation_images=args.val_per_class * len(classes),
                 devices=sorted(set(info.get("devices", [])) | {describe_device(args.device)}),
-                command="python train.py " + " ".join(argv))
-    if not resuming:  # before training, so that an interrupted run is described too
+                command=f"{distributed.launcher()} train.py " + " ".join(argv))
+    if not resuming and distributed.is_main():  # before training, so that an interrupted run is described too
         common.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
-    print(f"== {info['command']}", flush=True)
+    distributed.say(f"== {info['command']}")
     train.main(argv)
-    common.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
+    if distributed.is_main():
+        common.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
 
 
 def predict(model: torch.nn.Module, arch: str, classes: tuple[str, ...], images: torch.Tensor, labels: torch.Tensor,
@@ -201,7 +208,10 @@ def three_class(args) -> None:
     for model in args.models:
         run_training(out / model, model, THREE_CLASSES, args.epochs or THREE_CLASS_EPOCHS[model],
                      THREE_CLASS_EPOCHS[model], args, [])
-        write_run_figures(out / model, args.data_dir, args.device, args.precision)
+        if distributed.is_main():  # under torchrun the other ranks go on to the next run's training
+            write_run_figures(out / model, args.data_dir, args.device, args.precision)
+    if not distributed.is_main():
+        return
     done = {model: read_json(out / model / "history.json") for model in THREE_CLASS_EPOCHS
             if (out / model / "history.json").is_file()}
     if len(done) > 1:
@@ -233,7 +243,10 @@ def scratch_vs_pretrained(args) -> None:
     epochs = args.epochs or SCRATCH_EPOCHS
     for name, extra in (("scratch", []), ("pretrained", ["--init", args.checkpoint])):
         run_training(out / name, "resnet50", utils.CIFAR10_CLASSES, epochs, SCRATCH_EPOCHS, args, extra)
-        write_run_figures(out / name, args.data_dir, args.device, args.precision)
+        if distributed.is_main():  # under torchrun the other ranks go on to the next run's training
+            write_run_figures(out / name, args.data_dir, args.device, args.precision)
+    if not distributed.is_main():
+        return
     plots.plot_comparison({name: read_json(out / name / "history.json") for name in ("scratch", "pretrained")},
                           out / "comparison.png",
                           "ResNet-50 on CIFAR-10: from scratch vs from the pretrained checkpoint")
@@ -349,7 +362,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    args.handler(args)
+    if distributed.launched() and args.handler in (course_run, figures) and int(os.environ["WORLD_SIZE"]) > 1:
+        raise common.UserError(f"{args.command} runs in one process (main.py, the students' run, stays one process; "
+                               f"figures need no training): start it with python experiments.py {args.command} ..., "
+                               "not torchrun.")
+    device = distributed.pick_device(args.device)
+    with distributed.process_group(device):  # once for all the runs of the experiment (train.py joins it)
+        args.handler(args)
 
 
 if __name__ == "__main__":

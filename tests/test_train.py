@@ -128,13 +128,13 @@ def test_resume_switches_precision_only_when_asked_and_records_it(tiny_data, tmp
     assert [row["speed"].split(",")[0] for row in state["history"]] == ["bf16 autocast", "fp32", "fp32"]
 
 
-def test_resume_accepts_a_run_saved_before_precision_was_recorded(tiny_data, tmp_path, monkeypatch):
+def test_resume_accepts_a_run_saved_before_precision_and_world_size_were_recorded(tiny_data, tmp_path, monkeypatch):
     real_epoch = interrupt_at_epoch(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.main(tiny_run(tiny_data, tmp_path, "--epochs", "2"))
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
     state = utils.load_checkpoint(tmp_path / "last.pt")
-    del state["recipe"]["precision"]  # what runs of earlier versions of train.py hold
+    del state["recipe"]["precision"], state["recipe"]["world_size"]  # what runs of earlier versions of train.py hold
     torch.save(state, tmp_path / "last.pt")
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "2", "--resume"))
     assert [row["epoch"] for row in utils.load_checkpoint(tmp_path / "last.pt")["history"]] == [1, 2]

@@ -1,0 +1,148 @@
+"""train.py and experiments.py under torchrun: 2 processes on the CPU (gloo), tiny data.
+
+Each test starts real processes: `torchrun --standalone --nproc_per_node 2 tests/test_ddp.py [TEST FLAGS] --train ARGS`
+runs this file as a script (the block at the bottom), which applies the test-only settings it is given and then
+calls train.py's main with ARGS, exactly as `torchrun ... train.py ARGS` would.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import common
+import speed
+import train
+import utils
+
+ROOT = Path(__file__).resolve().parent.parent
+TIME_KEYS = {"seconds", "train_seconds"}
+
+
+def tiny_run(data, out, *extra) -> list[str]:
+    """90 training images, a global batch of 32 (16 a rank: 3 steps an epoch, the last of 13 a rank), fp32."""
+    return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu",
+            "--precision", "fp32", *extra]
+
+
+def launch(processes: int, argv: list[str], *test_flags: str, script: str = __file__) -> subprocess.CompletedProcess:
+    """Run `script` (this file: train.py with test settings) under torchrun with 2 ranks of 1 thread, or with plain
+    python for 1 process."""
+    start = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
+        if processes > 1 else [sys.executable]
+    separator = ["--train"] if script == __file__ else []  # not "--": torchrun would take that one away
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*start, script, *test_flags, *separator, *argv], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def ran(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """`result`, after checking that it succeeded (showing its output if not)."""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_two_ranks_of_batch_b_take_the_steps_of_one_process_of_batch_2b(tiny_data, tmp_path):
+    # Test-only settings (--frozen): no augmentation and batch-norm on its running statistics, so that a step sees
+    # the same numbers however the global batch is split; SGD without momentum or weight decay at a small lr.
+    flags = ("--epochs", "1", "--lr", "0.002", "--schedule", "constant", "--weight-decay", "0", "--no-nesterov")
+    ran(launch(1, tiny_run(tiny_data, tmp_path / "one", *flags), "--frozen"))
+    ran(launch(2, tiny_run(tiny_data, tmp_path / "two", *flags), "--frozen"))
+    one, two = load(tmp_path / "one" / "last.pt"), load(tmp_path / "two" / "last.pt")
+    assert one["recipe"]["world_size"] == 1 and two["recipe"]["world_size"] == 2
+    torch.manual_seed(0)  # the weights both runs started from
+    start = utils.build_model("resnet50", 10).state_dict()
+    moved = max((one["model"][k] - start[k]).abs().max().item() for k in start if start[k].is_floating_point())
+    apart = max((one["model"][k] - two["model"][k]).abs().max().item() for k in start if start[k].is_floating_point())
+    assert moved > 1e-3  # the 3 steps changed the weights...
+    assert apart < 1e-5  # ...in the same way, up to the order of float32 sums (the gradients are averaged per bucket)
+
+
+@pytest.fixture(scope="module")
+def two_rank_runs(tiny_data, tmp_path_factory) -> dict:
+    """A 2-epoch 2-rank run with cutout and EMA, straight through and killed after epoch 1, then resumed."""
+    out = tmp_path_factory.mktemp("ddp")
+    flags = ("--epochs", "2", "--cutout", "8", "--ema", "0.9", "--lr", "0.05")
+    straight = ran(launch(2, tiny_run(tiny_data, out / "straight", *flags)))
+    killed = launch(2, tiny_run(tiny_data, out / "resumed", *flags), "--kill-at-epoch", "2")
+    resumed = ran(launch(2, tiny_run(tiny_data, out / "resumed", *flags, "--resume")))
+    return {"out": out, "straight": straight, "killed": killed, "resumed": resumed, "data": tiny_data}
+
+
+def test_only_rank_0_prints_and_writes(two_rank_runs):
+    out, printed = two_rank_runs["out"] / "straight", two_rank_runs["straight"].stdout
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "history.json", "last.pt"]
+    assert [row["epoch"] for row in json.loads((out / "history.json").read_text())] == [1, 2]
+    for line in ("Epoch [1/2], Step [3/3] Loss: ", "Epoch [2/2], Step [3/3] Loss: ", "epoch 2: train loss"):
+        assert printed.count(line) == 1, printed
+    assert printed.count("Accuracy of the model on the validation images") == 2
+    recipe = load(out / "last.pt")["recipe"]
+    assert recipe["world_size"] == 2 and recipe["batch_size"] == 32  # the global batch
+
+
+def test_a_killed_run_resumes_to_the_history_of_an_uninterrupted_one(two_rank_runs):
+    assert two_rank_runs["killed"].returncode != 0 and "killed by the test" in two_rank_runs["killed"].stderr
+    straight = json.loads((two_rank_runs["out"] / "straight" / "history.json").read_text())
+    resumed = json.loads((two_rank_runs["out"] / "resumed" / "history.json").read_text())
+    assert "Resuming" in two_rank_runs["resumed"].stdout
+    assert [row.keys() - TIME_KEYS for row in resumed] == [row.keys() - TIME_KEYS for row in straight]
+    for row_straight, row_resumed in zip(straight, resumed, strict=True):
+        for key in row_straight.keys() - TIME_KEYS - {"speed"}:
+            assert row_resumed[key] == pytest.approx(row_straight[key], rel=1e-3), key
+    assert straight[1]["train_loss"] != pytest.approx(straight[0]["train_loss"], rel=1e-3)  # epochs do differ
+
+
+def test_resuming_with_another_number_of_processes_is_refused(two_rank_runs, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # python train.py, 1 process, on the 2-process run
+        common.run_cli(train.main, tiny_run(two_rank_runs["data"], two_rank_runs["out"] / "straight", "--epochs", "2",
+                                            "--cutout", "8", "--ema", "0.9", "--lr", "0.05", "--resume"))
+    assert exit_info.value.code == 2
+    assert "was trained by 2 process(es), and this is 1" in capsys.readouterr().err
+
+
+def test_sync_bn_is_refused_on_the_cpu(tmp_path):
+    with pytest.raises(common.UserError, match="--sync-bn needs CUDA GPUs"):
+        train.main(["--out", str(tmp_path), "--device", "cpu", "--sync-bn"])
+
+
+def test_experiments_three_class_under_torchrun(tiny_data, tmp_path):
+    out = tmp_path / "three-class"
+    result = ran(launch(2, ["three-class", "--data-dir", str(tiny_data), "--out", str(out), "--epochs", "1",
+                            "--models", "vgg16-course", "--val-per-class", "2", "--device", "cpu",
+                            "--precision", "fp32"], script=str(ROOT / "experiments.py")))
+    assert result.stdout.count("Wrote ") == 1 and result.stdout.count("Epoch [1/1], Step [1/1]") == 1
+    info = json.loads((out / "vgg16-course" / "experiment.json").read_text())
+    assert info["command"].startswith("torchrun --nnodes 1 --nproc_per_node 2 train.py ")
+    assert info["devices"] == ["cpu (1 threads) x 2 processes"]
+    assert (out / "vgg16-course" / "confusion.png").is_file() and "x 2 processes" in (out / "results.md").read_text()
+
+
+if __name__ == "__main__":  # one process of a test run: the test-only settings, then train.py's main
+    test_flags, argv = sys.argv[1:sys.argv.index("--train")], sys.argv[sys.argv.index("--train") + 1:]
+    # one fixed speed path, whatever speed.choose's timing would pick: the runs compared compute alike
+    speed.choose = lambda *args, **kwargs: speed.Choice(speed.Config("fp32", True, False), True, 0.0, "fixed", {})
+    if "--frozen" in test_flags:
+        utils.augment = lambda images, generator=None: images
+        nn.BatchNorm2d.forward = lambda self, x: F.batch_norm(x, self.running_mean, self.running_var, self.weight,
+                                                              self.bias, False, 0.0, self.eps)
+    if "--kill-at-epoch" in test_flags:
+        kill_at, real_epoch = int(test_flags[test_flags.index("--kill-at-epoch") + 1]), train.train_one_epoch
+
+        def killed(*args, **kwargs):
+            if args[5] == kill_at:  # the epoch number
+                torch.distributed.barrier()  # rank 0 has saved the epoch before
+                print(f"killed by the test at the start of epoch {kill_at}", file=sys.stderr, flush=True)
+                os._exit(1)
+            return real_epoch(*args, **kwargs)
+
+        train.train_one_epoch = killed
+    common.run_cli(train.main, argv)
