@@ -7,9 +7,10 @@ One module, one job; the parent process never imports torch or a student's code:
     compare       the text verdict on one answer (same, equivalent, different, missing) with its notes
     outside       changes outside the blanks: code added or removed, answers just outside a marker
     splice        the files the sandbox builds: one blank's answer in the reference's code, and more
-    sandbox       run jobs in bubblewrap (or, where it is missing, under process limits only)
+    sandbox       run jobs in bubblewrap (or, where it is missing, under process limits only); check answers
     runner        runs INSIDE the sandbox: imports, per-layer tests, builds and fingerprints modules
-    fingerprint   runs inside the sandbox too: what a blank builds, as comparable JSON
+    fingerprint   runs inside the sandbox too: what a blank builds, as comparable JSON (the probes: probes.py)
+    reference     the reference's fingerprints for a submission's seed, computed outside the sandbox
     builds        compares fingerprints (torch-free) and says how two builds differ
     judge         grades one submission from its text, its builds and its tests
     report        text reports, the batch listing, the CSV, Gradescope results
