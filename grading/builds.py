@@ -141,8 +141,10 @@ def tree_difference(mine: list[list[str]], theirs: list[list[str]], my_params: l
                     their_params: list | None = None) -> str:
     """The first place where two module trees (or, when the trees agree, their parameters) differ, in words."""
     if mine == theirs and my_params is not None:
-        first = next((a, b) for a, b in zip([*my_params, None], [*their_params, None], strict=False) if a != b)
-        return f"parameter {first[0] or first[1]} where the reference has {first[1] or '(none)'}"
+        def shown(row: list | None) -> str:
+            return f"{row[0]} {tuple(row[1])}" if row else "none"
+        a, b = next((a, b) for a, b in zip([*my_params, None], [*their_params, None], strict=False) if a != b)
+        return f"parameter {shown(a)} where the reference has {shown(b)}"
     if leaves(mine) == leaves(theirs):
         return ("the same layers as the reference, grouped differently: the parameter names differ (so the "
                 "checkpoint's weights would not load)")

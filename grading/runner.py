@@ -191,7 +191,7 @@ def run_job(job: dict, plan: dict, isolated: bool) -> dict:
         _, status = os.waitpid(pid, 0)
         end_the_rest(isolated, pid)
         size = os.fstat(result_file.fileno()).st_size
-        if status != 0:
+        if status != 0 or size == 0:
             return {"problem": crash(status, plan["cpu_limit"], plan["memory_bytes"])}
         if size >= MAX_RESULT:
             return {"problem": f"{UNGRADED}its answers are larger than {MAX_RESULT // 2**20} MB"}

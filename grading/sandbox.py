@@ -175,7 +175,9 @@ def read_answers(answers: int, output: int, jobs: list[dict], status: int, cpu: 
     if size == 0:
         tail = os.pread(output, 300, max(0, os.fstat(output).st_size - 300))
         last = tail.decode(errors="replace").strip().splitlines()[-1:]
-        return Outcome(problem=f"{UNGRADED}no answers: the sandbox ended with status {status}"
+        code = os.waitstatus_to_exitcode(status)
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return Outcome(problem=f"{UNGRADED}no answers: the sandbox {how}"
                        + (f"; last output: {last[0][:150]}" if last else ""), cpu=cpu)
     if size > MAX_ANSWERS:
         return Outcome(problem=f"{UNGRADED}the sandbox's answers are larger than {MAX_ANSWERS // 2**20} MB", cpu=cpu)
