@@ -85,6 +85,11 @@ def process_group(device: torch.device):
         dist.destroy_process_group()
 
 
+def lost(error: RuntimeError) -> bool:
+    """Whether `error` says that another process went away (gloo: 'Connection closed by peer'; NCCL: DistError)."""
+    return isinstance(error, dist.DistError) or "closed by peer" in str(error) or "reset by peer" in str(error)
+
+
 def share(value):
     """Rank 0's `value` on every rank (e.g. the speed choice: timed once, not by ranks fighting over the cores)."""
     if world_size() == 1:

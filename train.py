@@ -354,13 +354,13 @@ def main(argv=None) -> None:
     with distributed.process_group(device):
         try:
             fit(args, device)
-        except (common.UserError, torch.distributed.DistBackendError) as error:
-            if distributed.world_size() == 1:
+        except (common.UserError, RuntimeError) as error:
+            if distributed.world_size() == 1 or not (isinstance(error, common.UserError) or distributed.lost(error)):
                 raise
             # one line from the rank that failed; the others lose contact and say so; torchrun's summary follows
             reason = str(error) if isinstance(error, common.UserError) else (
-                f"lost contact with the other processes ({str(error).splitlines()[0]}): if one of them failed, its own "
-                "line says why. The run goes on from its last saved epoch with the same command plus --resume.")
+                "lost contact with the other processes: if one of them failed, its own line says why. The run goes "
+                "on from its last saved epoch with the same command plus --resume.")
             raise common.UserError(f"rank {distributed.rank()} of {distributed.world_size()}: {reason}") from None
 
 

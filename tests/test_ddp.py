@@ -101,6 +101,16 @@ def test_a_killed_run_resumes_to_the_history_of_an_uninterrupted_one(two_rank_ru
     assert straight[1]["train_loss"] != pytest.approx(straight[0]["train_loss"], rel=1e-3)  # epochs do differ
 
 
+def test_a_failing_rank_says_why_in_one_line_and_the_run_resumes(tiny_data, tmp_path):
+    failed = launch(2, tiny_run(tiny_data, tmp_path, "--epochs", "2"), "--fail-on-rank-1-at-epoch", "2")
+    assert failed.returncode != 0
+    assert failed.stderr.count("error: rank 1 of 2: the loss became NaN at epoch 2, step 1") == 1, failed.stderr
+    assert "[rank0]: Traceback" not in failed.stderr and "[rank1]: Traceback" not in failed.stderr  # lines, no dumps
+    resumed = ran(launch(2, tiny_run(tiny_data, tmp_path, "--epochs", "2", "--resume")))
+    assert "Resuming" in resumed.stdout
+    assert [row["epoch"] for row in json.loads((tmp_path / "history.json").read_text())] == [1, 2]
+
+
 def test_resuming_with_another_number_of_processes_is_refused(two_rank_runs, capsys):
     with pytest.raises(SystemExit) as exit_info:  # python train.py, 1 process, on the 2-process run
         common.run_cli(train.main, tiny_run(two_rank_runs["data"], two_rank_runs["out"] / "straight", "--epochs", "2",
@@ -145,4 +155,13 @@ if __name__ == "__main__":  # one process of a test run: the test-only settings,
             return real_epoch(*args, **kwargs)
 
         train.train_one_epoch = killed
+    if "--fail-on-rank-1-at-epoch" in test_flags:
+        fail_at, real_epoch = int(test_flags[test_flags.index("--fail-on-rank-1-at-epoch") + 1]), train.train_one_epoch
+
+        def failing(*args, **kwargs):
+            if args[5] == fail_at and torch.distributed.get_rank() == 1:  # what train_one_epoch says on a NaN loss
+                raise common.UserError(f"the loss became NaN at epoch {fail_at}, step 1: lower --lr and try again.")
+            return real_epoch(*args, **kwargs)
+
+        train.train_one_epoch = failing
     common.run_cli(train.main, argv)
