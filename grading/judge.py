@@ -191,9 +191,9 @@ def run_and_settle(grade: Grade, text: str, changes: list[Change], broken: dict[
     answers = options.reference.answers(seed, wanted)
     tests = test_results(submitted)
     charged: set[str] = set()
-    for b in grade.blanks:  # the blocks come first: a change inside a block is charged to the block only
+    for b in sorted(grade.blanks, key=lambda b: b.id not in BLOCKS):  # blocks first: a change inside a block
         b.tests = covering(tests, b.id)
-        settle(b, done, answers, options.ref, changes, broken, charged)
+        settle(b, done, answers, options.ref, changes, broken, charged)  # is charged to the block only
     covered = {name for b in grade.blanks for name in covering(tests, b.id)}
     grade.other_tests = {name: r for name, r in tests.items() if name not in covered}
     grade.review += [f"{b.id}: {note}" for b in grade.blanks for note in b.notes if note.startswith(REVIEW_PREFIXES)]
