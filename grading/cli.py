@@ -18,7 +18,7 @@ from grading.markers import make_skeleton
 LIMITS_HELP = {
     "timeout": "wall-clock limit per submission, for code that sleeps or blocks (default: 600)",
     "cpu": "CPU seconds per submission, all its processes together; a loaded machine slows grading down "
-           "but fails nobody (default: 60; an honest submission needs about 4)",
+           "but fails nobody (default: 60; an honest submission needs about 3)",
     "memory": "address-space limit of each process; torch alone needs about 3.4 (default: 4)",
     "sandbox": "auto: bubblewrap where it works, else process limits with a loud warning; bwrap: stop if "
                "bubblewrap cannot run; process: process limits only (default: auto)",
