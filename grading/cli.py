@@ -62,7 +62,7 @@ def options_for(args: argparse.Namespace, ref: Reference):
     use_bwrap, warning = check_sandbox(args.sandbox)
     if warning:
         print("\n" + "!" * 100 + "\n" + textwrap.fill(warning, 100) + "\n" + "!" * 100 + "\n", file=sys.stderr)
-    return Options(ref, ReferenceAnswers(ref), limits, use_bwrap, seed=args.seed)
+    return Options(ref, ReferenceAnswers(ref, max(args.timeout, 300)), limits, use_bwrap, seed=args.seed)
 
 
 def cmd_skeleton(args: argparse.Namespace) -> None:

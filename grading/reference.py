@@ -31,8 +31,8 @@ def file_name(kind: str, blank_id: str) -> str:
 class ReferenceAnswers:
     """The reference's fingerprints per (seed, kind, blank), asked of one long-lived trusted process."""
 
-    def __init__(self, ref: Reference):
-        self.ref = ref
+    def __init__(self, ref: Reference, timeout: float = 600.0):
+        self.ref, self.timeout = ref, timeout  # seconds a request may take: every wait has a deadline
         self.folder = tempfile.TemporaryDirectory(prefix="grade-reference-")
         for blank_id in ref.blanks:
             (Path(self.folder.name) / file_name("splice", blank_id)).write_text(
@@ -60,13 +60,17 @@ class ReferenceAnswers:
                                             env=environment(self.folder.name, str(PACKAGE / "sandbox_site")),
                                             text=True)
         request = {"seed": seed, "want": [[file_name(kind, b), b, PROBES[b]] for kind, b in wanted]}
+        deadline = threading.Timer(self.timeout, self.process.kill)  # a late reply ends the process: EOF below
+        deadline.start()
         try:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
             reply = json.loads(self.process.stdout.readline())
         except (OSError, ValueError):
             raise UserError("building the reference's modules failed: the process that builds them stopped "
-                            "(see the lines above)") from None
+                            "or did not answer in time (see the lines above)") from None
+        finally:
+            deadline.cancel()
         self.cpu = reply["cpu"]
         for (kind, b), probes in zip(wanted, reply["answers"], strict=True):
             if any("error" in p or "error" in p.get("output", {}) for p in probes):
@@ -80,6 +84,9 @@ class ReferenceAnswers:
     def close(self) -> None:
         """End the process and remove its files."""
         if self.process is not None:
-            self.process.stdin.close()
-            self.process.wait(timeout=60)
+            try:
+                self.process.stdin.close()
+                self.process.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
         self.folder.cleanup()
