@@ -379,8 +379,9 @@ def fit(args, device: torch.device) -> None:
     config = train_choice.config
     train_batches, val_batches, data = load_train_split(args, classes, device, config)
     if args.export:
-        return export(out / "best.pt", Path(args.export), val_batches, device, config, data) if distributed.is_main() \
-            else None
+        if distributed.is_main():  # writing files is rank 0's job
+            export(out / "best.pt", Path(args.export), val_batches, device, config, data)
+        return
     recipe = recipe_of(args, config.precision)
     if state is not None:
         check_resumable(state, recipe, out)
