@@ -1,6 +1,7 @@
 """The training and evaluation loops, and a from-scratch trainer with resume.
 
     python train.py --model resnet50 --epochs 30 --data-dir data/cifar10-jpg --out ~/.cache/resnet50-run
+    torchrun --standalone --nproc_per_node 2 train.py ...     # data-parallel: distributed.py, docs/training.md
 
 Model selection uses a class-balanced validation split carved out of the
 training images with a fixed seed; the test split is never looked at here.
