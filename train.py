@@ -8,7 +8,6 @@ training images with a fixed seed; the test split is never looked at here.
 The loops return their numbers; the callers print the course's lines.
 """
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tqdm import tqdm
 import common
 import distill
 import distributed
+import resume
 import speed
 import utils
 
@@ -262,39 +262,6 @@ def recipe_of(args, precision: str) -> dict:
     return recipe
 
 
-def saved_recipe(state: dict) -> dict:
-    """A saved run's recipe; runs from before --precision and torchrun trained in fp32, in one process."""
-    return {"precision": "fp32", "world_size": 1} | state.get("recipe", {})
-
-
-def restore_run(state: dict, model, optimizer, scheduler, train_batches, ema) -> tuple[list, int, float]:
-    """Put a saved run's weights, optimizer, schedule and random states back; returns history, next epoch, best."""
-    weights = {"model": state["train_model"]} if "train_model" in state else state
-    utils.load_weights(model, {**state, **weights}, state["arch"], tuple(state["classes"]), "last.pt")
-    if ema is not None:
-        utils.load_weights(ema.module, state, state["arch"], tuple(state["classes"]), "last.pt")
-        ema.n_averaged.fill_(max(1, state["epoch"]))  # not 0: the next update averages instead of copying
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    train_batches.generator.set_state(state["batches_rng"])
-    torch.set_rng_state(state["torch_rng"])
-    return state["history"], state["epoch"] + 1, state["best_accuracy"]
-
-
-def save_epoch(out: Path, model, ema, meta: dict, is_best: bool, **state) -> None:
-    """last.pt (and best.pt when is_best) and history.json of a run after an epoch.
-
-    'model' holds the weights that were validated (the average when --ema is on); 'train_model' the raw ones.
-    """
-    validated = ema.module if ema is not None else model
-    if ema is not None:
-        state["train_model"] = {key: value.cpu() for key, value in model.state_dict().items()}
-    if is_best:
-        utils.save_checkpoint(out / "best.pt", validated, meta, **state)
-    utils.save_checkpoint(out / "last.pt", validated, meta, **state)
-    utils.write_atomically(out / "history.json", json.dumps(state["history"], indent=1))
-
-
 def load_train_split(args, classes, device, config: speed.Config):
     """Training and validation batches of the class-balanced split; prints what was loaded."""
     started = time.perf_counter()
@@ -317,20 +284,6 @@ def load_train_split(args, classes, device, config: speed.Config):
     data = f"{describe_source(args.data_dir)}, {int(train_mask.sum()):,}/{len(val_index):,} train/validation split, " \
            f"seed {args.split_seed}"
     return train_batches, val_batches, data
-
-
-def open_run(args, out: Path, device) -> tuple[dict | None, str]:
-    """The saved state to resume (None for a new run) and the precision the run goes on with."""
-    if (out / "last.pt").exists() and not (args.resume or args.export):
-        raise common.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
-    if not args.resume:
-        return None, args.precision
-    if not (out / "last.pt").exists():
-        raise common.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. "
-                               "Leave out --resume to start a run.")
-    state = utils.load_checkpoint(out / "last.pt", device)
-    # auto keeps the run's own precision; fp32 or bf16 switches it (e.g. on a CPU without native bf16)
-    return state, saved_recipe(state)["precision"] if args.precision == "auto" else args.precision
 
 
 def starting_model(args, classes) -> tuple[nn.Module, list[dict]]:
@@ -372,7 +325,7 @@ def fit(args, device: torch.device) -> None:
     if args.batch_size % distributed.world_size():
         raise common.UserError(f"--batch-size {args.batch_size} is the global batch and must split evenly over the "
                                f"{distributed.world_size()} processes: pass a multiple of {distributed.world_size()}.")
-    state, precision = open_run(args, out, device)
+    state, precision = resume.open_run(args, out, device)
     batch_size = args.batch_size // distributed.world_size()  # what each process runs at a time
     train_choice = distributed.share(speed.choose(args.model, len(classes), batch_size, True, device, precision,
                                                   args.retune) if distributed.is_main() else None)
@@ -385,10 +338,10 @@ def fit(args, device: torch.device) -> None:
         return
     recipe = recipe_of(args, config.precision)
     if state is not None:
-        check_resumable(state, recipe, out)
+        resume.check_resumable(state, recipe, out)
     switch = ""  # "bf16 -> fp32" when --resume changes the precision, recorded in the next epoch's history row
-    if state is not None and saved_recipe(state)["precision"] != recipe["precision"]:
-        switch = f"{saved_recipe(state)['precision']} -> {recipe['precision']}"
+    if state is not None and resume.saved_recipe(state)["precision"] != recipe["precision"]:
+        switch = f"{resume.saved_recipe(state)['precision']} -> {recipe['precision']}"
 
     model, earlier_stages = starting_model(args, classes)
     model = speed.prepare(model, device, config)
@@ -402,7 +355,7 @@ def fit(args, device: torch.device) -> None:
     scheduler = build_schedule(optimizer, args.schedule, args.lr, args.epochs, len(train_batches))
     history, start_epoch, best = [], 1, 0.0
     if state is not None:
-        history, start_epoch, best = restore_run(state, model, optimizer, scheduler, train_batches, ema)
+        history, start_epoch, best = resume.restore_run(state, model, optimizer, scheduler, train_batches, ema)
         distributed.say(f"Resuming {out} after epoch {state['epoch']} (best validation accuracy so far {best:.2f} %)"
                         + (f"; precision switched {switch} from epoch {start_epoch} on" if switch else ""))
     trained = distributed.wrap(model, device)  # the same parameters; under torchrun, gradients averaged over ranks
@@ -431,26 +384,12 @@ def fit(args, device: torch.device) -> None:
                 "accuracy_split": f"validation ({len(val_batches.labels)} held-out training images, "
                                   f"seed {args.split_seed})",
                 "total_epochs": sum(stage["epochs"] for stage in earlier_stages) + epoch}
-        save_epoch(out, model, ema, meta, validated.accuracy >= best, optimizer=optimizer.state_dict(),
+        resume.save_epoch(out, model, ema, meta, validated.accuracy >= best, optimizer=optimizer.state_dict(),
                    scheduler=scheduler.state_dict(), history=history, best_accuracy=best,
                    batches_rng=train_batches.generator.get_state(), torch_rng=torch.get_rng_state())
         print(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {validated.loss:.4f}, "
               f"validation accuracy {validated.accuracy:.2f} % (best {best:.2f} %), "
               f"{history[-1]['seconds']:.0f} s", flush=True)
-
-
-def check_resumable(state: dict, recipe: dict, out: Path) -> None:
-    """Refuse to resume a run with another recipe (the precision may change: open_run decided it)."""
-    saved = saved_recipe(state)
-    if saved["world_size"] != recipe["world_size"]:
-        raise common.UserError(
-            f"{out} was trained by {saved['world_size']} process(es), and this is {recipe['world_size']}: each "
-            "process's share of the data and its random draws depend on their number. Resume it with as many "
-            f"(torchrun --nnodes x --nproc_per_node = {saved['world_size']}; plain python for 1), or start a new run "
-            "with another --out.")
-    if saved | {"precision": recipe["precision"]} != recipe:
-        raise common.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with "
-                               "the same flags or use another --out.")
 
 
 def describe_source(data_dir) -> str:

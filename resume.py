@@ -1,0 +1,69 @@
+"""A run's saved state: what train.py writes after each epoch and what --resume reads back and checks."""
+import json
+from pathlib import Path
+
+import torch
+
+import common
+import utils
+
+
+def saved_recipe(state: dict) -> dict:
+    """A saved run's recipe; runs from before --precision and torchrun trained in fp32, in one process."""
+    return {"precision": "fp32", "world_size": 1} | state.get("recipe", {})
+
+
+def restore_run(state: dict, model, optimizer, scheduler, train_batches, ema) -> tuple[list, int, float]:
+    """Put a saved run's weights, optimizer, schedule and random states back; returns history, next epoch, best."""
+    weights = {"model": state["train_model"]} if "train_model" in state else state
+    utils.load_weights(model, {**state, **weights}, state["arch"], tuple(state["classes"]), "last.pt")
+    if ema is not None:
+        utils.load_weights(ema.module, state, state["arch"], tuple(state["classes"]), "last.pt")
+        ema.n_averaged.fill_(max(1, state["epoch"]))  # not 0: the next update averages instead of copying
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    train_batches.generator.set_state(state["batches_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["history"], state["epoch"] + 1, state["best_accuracy"]
+
+
+def save_epoch(out: Path, model, ema, meta: dict, is_best: bool, **state) -> None:
+    """last.pt (and best.pt when is_best) and history.json of a run after an epoch.
+
+    'model' holds the weights that were validated (the average when --ema is on); 'train_model' the raw ones.
+    """
+    validated = ema.module if ema is not None else model
+    if ema is not None:
+        state["train_model"] = {key: value.cpu() for key, value in model.state_dict().items()}
+    if is_best:
+        utils.save_checkpoint(out / "best.pt", validated, meta, **state)
+    utils.save_checkpoint(out / "last.pt", validated, meta, **state)
+    utils.write_atomically(out / "history.json", json.dumps(state["history"], indent=1))
+
+
+def open_run(args, out: Path, device) -> tuple[dict | None, str]:
+    """The saved state to resume (None for a new run) and the precision the run goes on with."""
+    if (out / "last.pt").exists() and not (args.resume or args.export):
+        raise common.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
+    if not args.resume:
+        return None, args.precision
+    if not (out / "last.pt").exists():
+        raise common.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. "
+                               "Leave out --resume to start a run.")
+    state = utils.load_checkpoint(out / "last.pt", device)
+    # auto keeps the run's own precision; fp32 or bf16 switches it (e.g. on a CPU without native bf16)
+    return state, saved_recipe(state)["precision"] if args.precision == "auto" else args.precision
+
+
+def check_resumable(state: dict, recipe: dict, out: Path) -> None:
+    """Refuse to resume a run with another recipe (the precision may change: open_run decided it)."""
+    saved = saved_recipe(state)
+    if saved["world_size"] != recipe["world_size"]:
+        raise common.UserError(
+            f"{out} was trained by {saved['world_size']} process(es), and this is {recipe['world_size']}: each "
+            "process's share of the data and its random draws depend on their number. Resume it with as many "
+            f"(torchrun --nnodes x --nproc_per_node = {saved['world_size']}; plain python for 1), or start a new run "
+            "with another --out.")
+    if saved | {"precision": recipe["precision"]} != recipe:
+        raise common.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with "
+                               "the same flags or use another --out.")
