@@ -31,6 +31,18 @@ def impl(request):
     return load_module(path)
 
 
+# A right bottleneck written without the helpers, each layer its own nn.Sequential: the grader and check.py
+# must accept it (tests/test_grade_cohort.py, tests/test_check_agreement.py).
+INLINE_NESTED = """\
+                nn.Sequential(nn.Conv2d(in_channels, middle_channels, 1, 2), nn.BatchNorm2d(middle_channels),
+                              nn.ReLU()),
+                nn.Sequential(nn.Conv2d(middle_channels, middle_channels, 3, padding=1),
+                              nn.BatchNorm2d(middle_channels), nn.ReLU(inplace=True)),
+                nn.Sequential(nn.Conv2d(middle_channels, out_channels, kernel_size=1),
+                              nn.BatchNorm2d(out_channels), nn.ReLU()),
+"""
+
+
 def edit(text: str, *replacements: tuple[str, str]) -> str:
     """The text with each (old, new) replaced once; old must be there."""
     for old, new in replacements:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import edit
+from conftest import INLINE_NESTED, edit
 
 import check
 from grading.markers import find_blanks
@@ -35,14 +35,6 @@ SAME_SHORTCUT = "            self.shortcut = conv1x1(in_channels, out_channels, 
 IDENTITY_SHORTCUT = ("            self.shortcut = nn.Identity() if in_channels == out_channels else conv1x1(\n"
                      "                in_channels, out_channels, stride=1, padding=0)\n")
 STEM_RELU = "            nn.BatchNorm2d(64),\n            nn.ReLU(inplace=True),\n"
-INLINE_NESTED = """\
-                nn.Sequential(nn.Conv2d(in_channels, middle_channels, 1, 2), nn.BatchNorm2d(middle_channels),
-                              nn.ReLU()),
-                nn.Sequential(nn.Conv2d(middle_channels, middle_channels, 3, padding=1),
-                              nn.BatchNorm2d(middle_channels), nn.ReLU(inplace=True)),
-                nn.Sequential(nn.Conv2d(middle_channels, out_channels, kernel_size=1),
-                              nn.BatchNorm2d(out_channels), nn.ReLU()),
-"""
 DOWN_BRANCH = "".join(find_blanks(REFERENCE)[0]["block_downsample"].lines)
 
 CASES = {  # name: (the file, the blanks that fail)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import INLINE_NESTED
 
 from grading.builds import own_part
 from grading.judge import BUILD_NOTE
@@ -31,14 +32,6 @@ SAME = """\
                 conv1x1(in_channels, middle_channels, stride=1, padding=0),  # middle x H x W
                 conv3x3(middle_channels, middle_channels, stride=1, padding=1),  # middle x H x W
                 conv1x1(middle_channels, out_channels, stride=1, padding=0),  # out x H x W
-"""
-INLINE_NESTED = """\
-                nn.Sequential(nn.Conv2d(in_channels, middle_channels, 1, 2), nn.BatchNorm2d(middle_channels),
-                              nn.ReLU()),
-                nn.Sequential(nn.Conv2d(middle_channels, middle_channels, 3, padding=1),
-                              nn.BatchNorm2d(middle_channels), nn.ReLU(inplace=True)),
-                nn.Sequential(nn.Conv2d(middle_channels, out_channels, kernel_size=1),
-                              nn.BatchNorm2d(out_channels), nn.ReLU()),
 """
 INLINE_FLAT = """\
                 nn.Conv2d(in_channels, middle_channels, 1, 2), nn.BatchNorm2d(middle_channels), nn.ReLU(),
