@@ -121,6 +121,26 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+def fixed_speed_choice(arch, num_classes, batch_size, training, device, precision="auto", retune=False):
+    """speed.choose without its timing: the precision asked for (fp32 for auto), channels_last, plain 1x1 convolutions.
+
+    For the tests whose subject is not the speed choice: timing the candidates costs seconds per model and batch
+    size (tens of seconds for VGG16 at batch 128 and 500), and what they compute must not depend on which one wins.
+    """
+    import speed
+
+    config = speed.Config(precision if precision in ("fp32", "bf16") else "fp32", True, False)
+    return speed.Choice(config, training, 0.0, "fixed", {})
+
+
+@pytest.fixture
+def fixed_speed(monkeypatch):
+    """speed.choose is fixed_speed_choice during the test (tests/test_speed.py and test_bench.py time for real)."""
+    import speed
+
+    monkeypatch.setattr(speed, "choose", fixed_speed_choice)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def speed_cache(tmp_path_factory):
     """Keep speed.py's cache of measured choices out of the user's ~/.cache, shared by every test of the session."""

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import fixed_speed_choice
 
 import distill
 import speed
@@ -13,6 +14,7 @@ import utils
 
 
 def tiny_run(data, out, *extra):
+    """A one-epoch run in fp32; the tests that train use fixed_speed (no timing: speed is not their subject)."""
     return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu",
             "--precision", "fp32", "--epochs", "1", *extra]
 
@@ -21,7 +23,9 @@ def tiny_run(data, out, *extra):
 def teacher(tiny_data, tmp_path_factory) -> str:
     """The best.pt of a one-epoch VGG16 run on the tiny data: a checkpoint train.py wrote, with its metadata."""
     out = tmp_path_factory.mktemp("teacher")
-    train.main(tiny_run(tiny_data, out, "--model", "vgg16"))
+    with pytest.MonkeyPatch.context() as patch:  # the fixed_speed fixture, for a fixture of the whole module
+        patch.setattr(speed, "choose", fixed_speed_choice)
+        train.main(tiny_run(tiny_data, out, "--model", "vgg16"))
     return str(out / "best.pt")
 
 
@@ -41,7 +45,7 @@ def test_distillation_loss_is_the_formula():
     assert same.item() == pytest.approx(0.5 * ce(logits, labels).item(), rel=1e-5)
 
 
-def test_a_run_with_a_teacher_trains_records_it_and_its_loss_differs(tiny_data, tmp_path, teacher):
+def test_a_run_with_a_teacher_trains_records_it_and_its_loss_differs(tiny_data, tmp_path, teacher, fixed_speed):
     train.main(tiny_run(tiny_data, tmp_path / "alone"))
     train.main(tiny_run(tiny_data, tmp_path / "taught", "--teacher", teacher))
     alone = json.loads((tmp_path / "alone" / "history.json").read_text())
@@ -61,7 +65,7 @@ def test_the_teacher_is_frozen_in_eval_mode(teacher):
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
 
-def test_a_teacher_of_other_classes_is_refused_clearly(tiny_data, tmp_path, teacher):
+def test_a_teacher_of_other_classes_is_refused_clearly(tiny_data, tmp_path, teacher, fixed_speed):
     with pytest.raises(utils.UserError, match="the two softmaxes must be over the same classes"):
         train.main(tiny_run(tiny_data, tmp_path, "--teacher", teacher, "--classes", "airplane,bird"))
 

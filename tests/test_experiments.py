@@ -86,7 +86,9 @@ def test_three_class_subset(tiny_data):
     assert len(utils.validation_indices(labels, 2, seed=0)) == 6
 
 
-def test_three_class_end_to_end(tiny_data, tmp_path, capsys):
+def test_three_class_end_to_end(tiny_data, tmp_path, capsys, fixed_speed):
+    # fixed_speed: no timing of VGG16 at batch 128 and 500 (most of this test's time), and the figures' second
+    # evaluation takes the same path as the training's, so the check for a "warning" cannot depend on a timing race
     out = tmp_path / "three-class"
     argv = ["three-class", "--data-dir", str(tiny_data), "--out", str(out), "--epochs", "1", "--models", "vgg16-course",
             "--val-per-class", "2", "--device", "cpu"]

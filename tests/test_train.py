@@ -11,7 +11,8 @@ import utils
 
 
 def tiny_run(data, out, *extra):
-    """A tiny run in fp32 (a later --precision wins): no test depends on which candidate speed.choose's timing picks."""
+    """A tiny run in fp32 (a later --precision wins): no test depends on which candidate speed.choose's timing picks.
+    All but the EMA test (auto) also take fixed_speed: no timing at all, speed is not their subject."""
     return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu",
             "--precision", "fp32", *extra]
 
@@ -29,7 +30,7 @@ def interrupt_at_epoch(epoch: int, monkeypatch):
     return real_epoch
 
 
-def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys):
+def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys, fixed_speed):
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
     out = capsys.readouterr().out
     assert "90 training and 30 validation images" in out and out.startswith("Speed (training): ")
@@ -45,7 +46,7 @@ def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys):
         train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
 
 
-def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch):
+def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch, fixed_speed):
     train.main(tiny_run(tiny_data, tmp_path / "straight", "--epochs", "2"))
 
     real_epoch = interrupt_at_epoch(2, monkeypatch)
@@ -64,7 +65,7 @@ def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch):
         assert torch.allclose(value.float(), resumed["model"][key].float(), atol=1e-3), key
 
 
-def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys):
+def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys, fixed_speed):
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
     target = tmp_path / "shipped.pt"
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--export", str(target)))
@@ -75,7 +76,7 @@ def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".check")] == []
 
 
-def test_a_second_stage_records_the_first(tiny_data, tmp_path):
+def test_a_second_stage_records_the_first(tiny_data, tmp_path, fixed_speed):
     train.main(tiny_run(tiny_data, tmp_path / "first", "--epochs", "2"))
     first = utils.load_checkpoint(tmp_path / "first" / "best.pt")
     init = str(tmp_path / "first" / "best.pt")
@@ -111,7 +112,8 @@ def test_ema_and_cutout_run_and_record_both_accuracies(tiny_data, tmp_path, monk
     assert {"val_accuracy", "val_accuracy_raw"} <= state["history"][0].keys()
 
 
-def test_resume_switches_precision_only_when_asked_and_records_it(tiny_data, tmp_path, monkeypatch, capsys):
+def test_resume_switches_precision_only_when_asked_and_records_it(tiny_data, tmp_path, monkeypatch, capsys,
+                                                                  fixed_speed):
     real_epoch = interrupt_at_epoch(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):  # a bf16 run (tiny: bf16 is emulated, so slow, on CPUs without it)...
         train.main(tiny_run(tiny_data, tmp_path, "--epochs", "3", "--precision", "bf16"))
@@ -128,7 +130,8 @@ def test_resume_switches_precision_only_when_asked_and_records_it(tiny_data, tmp
     assert [row["speed"].split(",")[0] for row in state["history"]] == ["bf16 autocast", "fp32", "fp32"]
 
 
-def test_resume_accepts_a_run_saved_before_precision_and_world_size_were_recorded(tiny_data, tmp_path, monkeypatch):
+def test_resume_accepts_a_run_saved_before_precision_and_world_size_were_recorded(tiny_data, tmp_path, monkeypatch,
+                                                                                  fixed_speed):
     real_epoch = interrupt_at_epoch(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.main(tiny_run(tiny_data, tmp_path, "--epochs", "2"))
