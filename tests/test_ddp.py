@@ -2,7 +2,8 @@
 
 Each test starts real processes: `torchrun --standalone --nproc_per_node 2 tests/test_ddp.py [TEST FLAGS] --train ARGS`
 runs this file as a script (the block at the bottom), which applies the test-only settings it is given and then
-calls train.py's main with ARGS, exactly as `torchrun ... train.py ARGS` would.
+calls train.py's main with ARGS, exactly as `torchrun ... train.py ARGS` would (`--experiments ARGS`: experiments.py's
+main). Every launch costs seconds (three processes import torch), so the runs that can be shared are.
 """
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import fixed_speed_choice
 
 import common
 import speed
@@ -30,14 +32,14 @@ def tiny_run(data, out, *extra) -> list[str]:
             "--precision", "fp32", *extra]
 
 
-def launch(processes: int, argv: list[str], *test_flags: str, script: str = __file__) -> subprocess.CompletedProcess:
-    """Run `script` (this file: train.py with test settings) under torchrun with 2 ranks of 1 thread, or with plain
-    python for 1 process."""
+def launch(processes: int, argv: list[str], *test_flags: str, main: str = "--train") -> subprocess.CompletedProcess:
+    """Run this file (train.py's main, or experiments.py's with main="--experiments", with the test settings) under
+    torchrun with 2 ranks of 1 thread, or with plain python for 1 process."""
     start = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
         if processes > 1 else [sys.executable]
-    separator = ["--train"] if script == __file__ else []  # not "--": torchrun would take that one away
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*start, script, *test_flags, *separator, *argv], cwd=ROOT, env=env, capture_output=True,
+    # the separator is not "--": torchrun would take that one away
+    return subprocess.run([*start, __file__, *test_flags, main, *argv], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -69,13 +71,17 @@ def test_two_ranks_of_batch_b_take_the_steps_of_one_process_of_batch_2b(tiny_dat
 
 @pytest.fixture(scope="module")
 def two_rank_runs(tiny_data, tmp_path_factory) -> dict:
-    """A 2-epoch 2-rank run with cutout and EMA, straight through and killed after epoch 1, then resumed."""
+    """A 2-epoch 2-rank run with cutout and EMA, straight through; and the same run killed after epoch 1, resumed
+    with rank 1 failing at the start of epoch 2 (nothing saved), then resumed to the end. One chain for both kinds
+    of interruption: one launch fewer than a separate run for the failing rank."""
     out = tmp_path_factory.mktemp("ddp")
     flags = ("--epochs", "2", "--cutout", "8", "--ema", "0.9", "--lr", "0.05")
     straight = ran(launch(2, tiny_run(tiny_data, out / "straight", *flags)))
     killed = launch(2, tiny_run(tiny_data, out / "resumed", *flags), "--kill-at-epoch", "2")
+    failed = launch(2, tiny_run(tiny_data, out / "resumed", *flags, "--resume"), "--fail-on-rank-1-at-epoch", "2")
     resumed = ran(launch(2, tiny_run(tiny_data, out / "resumed", *flags, "--resume")))
-    return {"out": out, "straight": straight, "killed": killed, "resumed": resumed, "data": tiny_data}
+    return {"out": out, "straight": straight, "killed": killed, "failed": failed, "resumed": resumed,
+            "data": tiny_data}
 
 
 def test_only_rank_0_prints_and_writes(two_rank_runs):
@@ -101,17 +107,17 @@ def test_a_killed_run_resumes_to_the_history_of_an_uninterrupted_one(two_rank_ru
     assert straight[1]["train_loss"] != pytest.approx(straight[0]["train_loss"], rel=1e-3)  # epochs do differ
 
 
-def test_a_failing_rank_says_why_in_one_line_and_the_run_resumes(tiny_data, tmp_path):
-    failed = launch(2, tiny_run(tiny_data, tmp_path, "--epochs", "2"), "--fail-on-rank-1-at-epoch", "2")
+def test_a_failing_rank_says_why_in_one_line_and_the_run_resumes(two_rank_runs):
+    failed = two_rank_runs["failed"]
     assert failed.returncode != 0
     assert failed.stderr.count("error: rank 1 of 2: the loss became NaN at epoch 2, step 1") == 1, failed.stderr
     assert "[rank0]: Traceback" not in failed.stderr and "[rank1]: Traceback" not in failed.stderr  # lines, no dumps
-    resumed = ran(launch(2, tiny_run(tiny_data, tmp_path, "--epochs", "2", "--resume")))
-    assert "Resuming" in resumed.stdout
-    assert [row["epoch"] for row in json.loads((tmp_path / "history.json").read_text())] == [1, 2]
+    assert "Resuming" in two_rank_runs["resumed"].stdout
+    history = json.loads((two_rank_runs["out"] / "resumed" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
 
 
-def test_resuming_with_another_number_of_processes_is_refused(two_rank_runs, capsys):
+def test_resuming_with_another_number_of_processes_is_refused(two_rank_runs, capsys, fixed_speed):
     with pytest.raises(SystemExit) as exit_info:  # python train.py, 1 process, on the 2-process run
         common.run_cli(train.main, tiny_run(two_rank_runs["data"], two_rank_runs["out"] / "straight", "--epochs", "2",
                                             "--cutout", "8", "--ema", "0.9", "--lr", "0.05", "--resume"))
@@ -128,7 +134,7 @@ def test_experiments_three_class_under_torchrun(tiny_data, tmp_path):
     out = tmp_path / "three-class"
     result = ran(launch(2, ["three-class", "--data-dir", str(tiny_data), "--out", str(out), "--epochs", "1",
                             "--models", "vgg16-course", "--val-per-class", "2", "--device", "cpu",
-                            "--precision", "fp32"], script=str(ROOT / "experiments.py")))
+                            "--precision", "fp32"], main="--experiments"))
     assert result.stdout.count("Wrote ") == 1 and result.stdout.count("Epoch [1/1], Step [1/1]") == 1
     info = json.loads((out / "vgg16-course" / "experiment.json").read_text())
     assert info["command"].startswith("torchrun --nnodes 1 --nproc_per_node 2 train.py ")
@@ -136,10 +142,12 @@ def test_experiments_three_class_under_torchrun(tiny_data, tmp_path):
     assert (out / "vgg16-course" / "confusion.png").is_file() and "x 2 processes" in (out / "results.md").read_text()
 
 
-if __name__ == "__main__":  # one process of a test run: the test-only settings, then train.py's main
-    test_flags, argv = sys.argv[1:sys.argv.index("--train")], sys.argv[sys.argv.index("--train") + 1:]
-    # one fixed speed path, whatever speed.choose's timing would pick: the runs compared compute alike
-    speed.choose = lambda *args, **kwargs: speed.Choice(speed.Config("fp32", True, False), True, 0.0, "fixed", {})
+if __name__ == "__main__":  # one process of a test run: the test-only settings, then train.py's (experiments.py's) main
+    split = next(i for i, arg in enumerate(sys.argv) if arg in ("--train", "--experiments"))
+    test_flags, argv = sys.argv[1:split], sys.argv[split + 1:]
+    # one fixed speed path, whatever speed.choose's timing would pick: the runs compared compute alike, and no
+    # launch spends its time timing candidates on 1 thread (VGG16 at batch 500: tens of seconds)
+    speed.choose = fixed_speed_choice
     if "--frozen" in test_flags:
         utils.augment = lambda images, generator=None: images
         nn.BatchNorm2d.forward = lambda self, x: F.batch_norm(x, self.running_mean, self.running_var, self.weight,
@@ -164,4 +172,9 @@ if __name__ == "__main__":  # one process of a test run: the test-only settings,
             return real_epoch(*args, **kwargs)
 
         train.train_one_epoch = failing
-    common.run_cli(train.main, argv)
+    if sys.argv[split] == "--experiments":
+        import experiments  # here only: it imports matplotlib, which the training runs do not need
+
+        common.run_cli(experiments.main, argv)
+    else:
+        common.run_cli(train.main, argv)
