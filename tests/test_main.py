@@ -3,6 +3,10 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -17,18 +21,57 @@ ACCURACY_LINE = re.compile(r"^Accuracy of the model on the test images: \d{1,3}\
 
 
 def run_main(*args) -> subprocess.CompletedProcess:
-    """python main.py ARGS in a fresh process, as a student would run it."""
+    """python main.py ARGS in a fresh process, as a student would run it (from the project folder)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=300, cwd=ROOT)
 
 
-def test_main_end_to_end(tiny_data, tiny_checkpoint, tmp_path):
+def closed_stdout_run(*args, buffered: bool = True) -> subprocess.CompletedProcess:
+    """python main.py ARGS writing to a pipe whose reader has already gone, as `python main.py | head -0` would."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=300, cwd=ROOT,
+                              env=env if buffered else {**env, "PYTHONUNBUFFERED": "1"})
+    finally:
+        os.close(write_end)
+
+
+class Runs(NamedTuple):
+    folder: Path  # where they write
+    before: bytes  # the pretrained file's bytes before any of them ran
+    started: dict[str, Future]  # name -> the finished process, once it is
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data, tiny_checkpoint, tmp_path_factory) -> Iterator[Runs]:
+    """This module's `python main.py` processes, all started with the first test that needs one and run two at a
+    time while the tests go on: each spends seconds of one core importing torch, so on 2 cores they overlap."""
+    folder = tmp_path_factory.mktemp("main_runs")
+    (folder / "empty").mkdir()
     before = tiny_checkpoint.read_bytes()
-    out = tmp_path / "finetuned.pt"
-    # batch size 1 on 120 images gives 120 steps: a step line at 100 and one at the end
-    result = run_main("--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", out, "--batch-size", 1,
-                      "--device", "cpu")
+    commands = {
+        # batch size 1 on 120 images gives 120 steps: a step line at 100 and one at the end
+        "end_to_end": lambda: run_main("--data-dir", tiny_data, "--checkpoint", tiny_checkpoint,
+                                       "--out", folder / "finetuned.pt", "--batch-size", 1, "--device", "cpu"),
+        "evaluate_only": lambda: run_main("--data-dir", tiny_data, "--no-pretrained", "--epochs", 0,
+                                          "--classes", "cat,dog", "--out", folder / "never.pt"),
+        "bad_input": lambda: run_main("--data-dir", folder / "empty", "--no-pretrained"),
+        "closed_stdout": lambda: closed_stdout_run("--data-dir", tiny_data, "--no-pretrained", "--epochs", "0",
+                                                   "--device", "cpu"),
+        "help_buffered": lambda: closed_stdout_run("--help"),
+        "help_unbuffered": lambda: closed_stdout_run("--help", buffered=False),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield Runs(folder, before, {name: pool.submit(command) for name, command in commands.items()})
+
+
+def test_main_end_to_end(runs, tiny_checkpoint):
+    out = runs.folder / "finetuned.pt"
+    result = runs.started["end_to_end"].result()
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     steps = [int(m.group(1)) for m in map(STEP_LINE.match, lines) if m]
@@ -45,20 +88,19 @@ def test_main_end_to_end(tiny_data, tiny_checkpoint, tmp_path):
     assert saved["arch"] == "resnet50" and saved["epoch"] == 2 and saved["recipe"]["optimizer"] == "sgd"
     model = utils.build_model("resnet50", 10)
     utils.load_weights(model, saved, "resnet50", utils.CIFAR10_CLASSES, out)
-    assert tiny_checkpoint.read_bytes() == before
+    assert tiny_checkpoint.read_bytes() == runs.before
 
 
-def test_evaluate_only_with_class_subset_from_scratch(tiny_data, tmp_path):
-    out = tmp_path / "never.pt"
-    result = run_main("--data-dir", tiny_data, "--no-pretrained", "--epochs", 0, "--classes", "cat,dog", "--out", out)
+def test_evaluate_only_with_class_subset_from_scratch(runs):
+    result = runs.started["evaluate_only"].result()
     assert result.returncode == 0, result.stderr
     assert "from random weights" in result.stdout
     assert any(ACCURACY_LINE.match(line) for line in result.stdout.splitlines())
-    assert not out.exists()  # nothing trained, nothing saved
+    assert not (runs.folder / "never.pt").exists()  # nothing trained, nothing saved
 
 
-def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
-    result = run_main("--data-dir", tmp_path, "--no-pretrained")
+def test_bad_input_in_a_subprocess_has_no_traceback(runs):
+    result = runs.started["bad_input"].result()  # --data-dir: an empty folder
     assert result.returncode == 2
     assert result.stderr.startswith("error: no CIFAR-10 'train' split found")
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
@@ -204,7 +246,8 @@ def test_out_may_not_be_the_pretrained_file(capsys, tiny_data, tiny_checkpoint):
     assert tiny_checkpoint.read_bytes() == before
 
 
-def test_each_fine_tune_writes_a_new_file_and_says_where(tiny_data, tiny_checkpoint, tmp_path, capsys, monkeypatch):
+def test_each_fine_tune_writes_a_new_file_and_says_where(tiny_data, tiny_checkpoint, tmp_path, capsys, monkeypatch,
+                                                         fixed_speed):  # no timing at batch 60: not the subject
     monkeypatch.chdir(tmp_path)
     argv = ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--batch-size", "60", "--device", "cpu"]
     stamps = iter(["20261124-080000", "20261124-080001"])
@@ -250,27 +293,14 @@ def test_paths_inside_the_current_folder_print_relative(tiny_data, tiny_checkpoi
     assert f"Data: {tiny_data.name} (--data-dir)" in out
 
 
-def closed_stdout_run(*args, buffered: bool = True) -> subprocess.CompletedProcess:
-    """python main.py ARGS writing to a pipe whose reader has already gone, as `python main.py | head -0` would."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, timeout=300,
-                              env=env if buffered else {**env, "PYTHONUNBUFFERED": "1"})
-    finally:
-        os.close(write_end)
-
-
-def test_stdout_closed_early_is_quiet(tiny_data):
-    result = closed_stdout_run("--data-dir", tiny_data, "--no-pretrained", "--epochs", "0", "--device", "cpu")
+def test_stdout_closed_early_is_quiet(runs):
+    result = runs.started["closed_stdout"].result()
     assert (result.returncode, result.stderr) == (1, "")
 
 
 @pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
-def test_help_into_a_closed_stdout_is_quiet(buffered):
-    result = closed_stdout_run("--help", buffered=buffered)
+def test_help_into_a_closed_stdout_is_quiet(runs, buffered):
+    result = runs.started["help_buffered" if buffered else "help_unbuffered"].result()
     assert result.stderr == "" and result.returncode in (0, 1)  # 0: argparse itself ignores the failed write
 
 

@@ -3,6 +3,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,14 +74,27 @@ def run_closed(*args: str, buffered: bool) -> subprocess.CompletedProcess:
         os.close(write_end)
 
 
+@pytest.fixture(scope="module")
+def closed_runs(tiny_data, tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]]]:
+    """The three runs into a closed stdout below, started together and run side by side: each imports torch
+    (seconds of one core). (the split's folder, name -> future of the finished process)"""
+    split = tmp_path_factory.mktemp("closed") / "split"
+    commands = {"help_buffered": lambda: run_closed("--help", buffered=True),
+                "help_unbuffered": lambda: run_closed("--help", buffered=False),
+                "report": lambda: run_closed("--source", str(tiny_data), "--out", str(split), "--val-per-class", "3",
+                                             buffered=True)}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield split, {name: pool.submit(command) for name, command in commands.items()}
+
+
 @pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
-def test_help_into_a_closed_stdout_is_quiet(buffered):
-    result = run_closed("--help", buffered=buffered)
+def test_help_into_a_closed_stdout_is_quiet(closed_runs, buffered):
+    result = closed_runs[1]["help_buffered" if buffered else "help_unbuffered"].result()
     assert result.stderr == "" and result.returncode in (0, 1)  # 0: argparse itself ignores the failed write
 
 
-def test_its_report_into_a_closed_stdout_is_quiet_and_the_split_complete(tiny_data, tmp_path):
-    result = run_closed("--source", str(tiny_data), "--out", str(tmp_path / "split"), "--val-per-class", "3",
-                        buffered=True)
+def test_its_report_into_a_closed_stdout_is_quiet_and_the_split_complete(closed_runs):
+    split, started = closed_runs
+    result = started["report"].result()
     assert (result.returncode, result.stderr) == (1, "")
-    assert len(list((tmp_path / "split" / "test").rglob("*.png"))) == 30
+    assert len(list((split / "test").rglob("*.png"))) == 30
