@@ -133,6 +133,15 @@ def fixed_speed_choice(arch, num_classes, batch_size, training, device, precisio
     return speed.Choice(config, training, 0.0, "fixed", {})
 
 
+def side_by_side(*calls):
+    """The results of `calls` (functions without arguments), run two at a time: for subprocesses that spend seconds
+    on one core each (importing torch), so that on a 2-core machine two of them take about the time of one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return [future.result() for future in [pool.submit(call) for call in calls]]
+
+
 @pytest.fixture
 def fixed_speed(monkeypatch):
     """speed.choose is fixed_speed_choice during the test (tests/test_speed.py and test_bench.py time for real)."""

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import fixed_speed_choice
+from conftest import fixed_speed_choice, side_by_side
 
 import common
 import speed
@@ -57,8 +57,9 @@ def test_two_ranks_of_batch_b_take_the_steps_of_one_process_of_batch_2b(tiny_dat
     # Test-only settings (--frozen): no augmentation and batch-norm on its running statistics, so that a step sees
     # the same numbers however the global batch is split; SGD without momentum or weight decay at a small lr.
     flags = ("--epochs", "1", "--lr", "0.002", "--schedule", "constant", "--weight-decay", "0", "--no-nesterov")
-    ran(launch(1, tiny_run(tiny_data, tmp_path / "one", *flags), "--frozen"))
-    ran(launch(2, tiny_run(tiny_data, tmp_path / "two", *flags), "--frozen"))
+    for run in side_by_side(lambda: launch(1, tiny_run(tiny_data, tmp_path / "one", *flags), "--frozen"),
+                            lambda: launch(2, tiny_run(tiny_data, tmp_path / "two", *flags), "--frozen")):
+        ran(run)  # independent runs, side by side: the 1-process one alone would leave a core idle
     one, two = load(tmp_path / "one" / "last.pt"), load(tmp_path / "two" / "last.pt")
     assert one["recipe"]["world_size"] == 1 and two["recipe"]["world_size"] == 2
     torch.manual_seed(0)  # the weights both runs started from

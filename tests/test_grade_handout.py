@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import run_grade
+from conftest import run_grade, side_by_side
 
 from grading.compare import Reference
 from grading.handout import checkpoint_lines, handout_modules, leaked_answers
@@ -143,7 +143,8 @@ def test_handout_with_the_answers_gives_the_checkpoints_accuracy(handout, tiny_d
     shutil.copytree(handout, filled, ignore=shutil.ignore_patterns("*.pt"))
     answers = {b.id: b.lines for b in Reference.load().blanks.values()}
     (filled / "resnet.py").write_text(fill_blanks(make_skeleton(REFERENCE), answers), encoding="utf-8")
-    mine, reference = main_py(filled, tiny_data, tiny_checkpoint), main_py(ROOT, tiny_data, tiny_checkpoint)
+    mine, reference = side_by_side(lambda: main_py(filled, tiny_data, tiny_checkpoint),
+                                   lambda: main_py(ROOT, tiny_data, tiny_checkpoint))
     assert mine.returncode == 0, mine.stderr
     assert ACCURACY.findall(mine.stdout) == ACCURACY.findall(reference.stdout) != []
 
