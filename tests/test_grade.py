@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import edit, run_grade
+from conftest import edit, run_grade, side_by_side
 
 from grading.compare import PADDING_NOTE, STRIDE_NOTE, Reference, compare
 from grading.markers import fill_blanks, find_blanks, make_skeleton, reference_blanks
@@ -116,26 +116,30 @@ def broken(tmp_path_factory):
         """The reference with code run at import, before torch is imported (so it fails fast)."""
         return edit(REFERENCE_TEXT, ("import torch\n", code + "import torch\n"))
 
-    batches = {
-        (): {"syntax_error": edit(REFERENCE_TEXT, ("out = self.layer(x)", "out = self.layer(x")),
-             "memory_hog": at_import("hog = bytearray(64 * 2**30)\n"),
-             "exits": at_import("import sys\nsys.exit(3)\n"),
-             "network": at_import("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")},
-        ("--timeout", "5"): {"endless_loop": at_import("while True:\n    pass\n"),
-                             "sleeps": at_import("import time\ntime.sleep(3600)\n")},
-    }
-    files, results = {}, {}
-    for options, batch_files in batches.items():
+    fails_at_import = {"syntax_error": edit(REFERENCE_TEXT, ("out = self.layer(x)", "out = self.layer(x")),
+                       "memory_hog": at_import("hog = bytearray(64 * 2**30)\n"),
+                       "exits": at_import("import sys\nsys.exit(3)\n"),
+                       "network": at_import("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")}
+    blocks = {"endless_loop": at_import("while True:\n    pass\n"),
+              "sleeps": at_import("import time\ntime.sleep(3600)\n")}
+
+    def grade(files: dict[str, str], *options: str):
+        """A function that grades `files` in one batch run and returns the JSON results by student."""
         folder = tmp_path_factory.mktemp("broken")
-        for student, text in batch_files.items():
+        for student, text in files.items():
             (folder / f"{student}.py").write_text(text, encoding="utf-8")
         json_path = folder.parent / f"{folder.name}.json"
-        result = subprocess.run([sys.executable, str(ROOT / "grade.py"), "check", str(folder), *options,
-                                 "--json", str(json_path)], check=False, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr
-        files |= batch_files
-        results |= json.loads(json_path.read_text())
-    return files, results
+
+        def run() -> dict:
+            result = subprocess.run([sys.executable, str(ROOT / "grade.py"), "check", str(folder), *options, "--json",
+                                     str(json_path)], check=False, capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, result.stderr
+            return json.loads(json_path.read_text())
+        return run
+
+    # the two batches side by side: the second one mostly waits for its timeouts
+    imported, blocked = side_by_side(grade(fails_at_import), grade(blocks, "--timeout", "5"))
+    return fails_at_import | blocks, imported | blocked
 
 
 # ------------------------------------------------------------------ skeleton
