@@ -27,17 +27,18 @@ def restore_run(state: dict, model, optimizer, scheduler, train_batches, ema) ->
     return state["history"], state["epoch"] + 1, state["best_accuracy"]
 
 
-def save_epoch(out: Path, model, ema, meta: dict, is_best: bool, **state) -> None:
+def save_epoch(out: Path, model, ema, meta: dict, is_best: bool, kept=None, **state) -> None:
     """last.pt (and best.pt when is_best) and history.json of a run after an epoch.
 
-    'model' holds the weights that were validated (the average when --ema is on); 'train_model' the raw ones.
+    best.pt's 'model' holds the weights the epoch kept (`kept`: with --ema, the better of the average and the
+    raw weights). last.pt's 'model' holds the average when --ema is on, 'train_model' the raw weights.
     """
-    validated = ema.module if ema is not None else model
+    averaged = ema.module if ema is not None else model
     if ema is not None:
         state["train_model"] = {key: value.cpu() for key, value in model.state_dict().items()}
     if is_best:
-        utils.save_checkpoint(out / "best.pt", validated, meta, **state)
-    utils.save_checkpoint(out / "last.pt", validated, meta, **state)
+        utils.save_checkpoint(out / "best.pt", kept if kept is not None else averaged, meta, **state)
+    utils.save_checkpoint(out / "last.pt", averaged, meta, **state)
     utils.write_atomically(out / "history.json", json.dumps(state["history"], indent=1))
 
 

@@ -109,7 +109,23 @@ def test_ema_and_cutout_run_and_record_both_accuracies(tiny_data, tmp_path, monk
     assert state["recipe"]["precision"] == "fp32"  # auto records what it chose, not "auto"
     assert state["model"].keys() == state["train_model"].keys()
     assert not torch.equal(state["model"]["fc.weight"], state["train_model"]["fc.weight"])  # the average differs
-    assert {"val_accuracy", "val_accuracy_raw"} <= state["history"][0].keys()
+    row = state["history"][0]
+    assert row["val_accuracy"] == max(row["val_accuracy_ema"], row["val_accuracy_raw"])
+    best = utils.load_checkpoint(tmp_path / "best.pt")
+    kept = state["train_model"] if row["kept"] == "raw" else state["model"]
+    assert torch.equal(best["model"]["fc.weight"], kept["fc.weight"])
+
+
+@pytest.mark.parametrize("raw_accuracy,kept", [(60.0, "raw"), (40.0, "average")])
+def test_ema_keeps_the_better_of_the_average_and_the_raw_weights(raw_accuracy, kept, monkeypatch):
+    model = torch.nn.Linear(2, 2)
+    ema = train.build_ema(model, 0.9)
+    scores = {id(model): raw_accuracy, id(ema.module): 50.0}
+    monkeypatch.setattr(train, "evaluate", lambda module, *args: train.Evaluation(scores[id(module)], 1.0, None))
+    validated, module, record = train.validate(model, ema, None, "cpu", speed.COURSE_WAY, None)
+    assert record == {"val_accuracy_ema": 50.0, "val_accuracy_raw": raw_accuracy, "kept": kept}
+    assert validated.accuracy == max(50.0, raw_accuracy)
+    assert module is (model if kept == "raw" else ema.module)
 
 
 def test_resume_switches_precision_only_when_asked_and_records_it(tiny_data, tmp_path, monkeypatch, capsys,
