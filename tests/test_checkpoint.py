@@ -1,4 +1,5 @@
-"""The shipped checkpoint: small, safe to load, strict fit to the assignment's ResNet-50, honest metadata."""
+"""The shipped checkpoints: small, safe to load, strict fit to their model (the assignment's ResNet-50,
+VGG16-BN with the CIFAR head), honest metadata."""
 from pathlib import Path
 
 import pytest
@@ -6,23 +7,28 @@ import torch
 
 import main
 import utils
-from resnet import ResNet50
 
-SHIPPED = Path(main.CHECKPOINT_DIR) / "resnet50_cifar10.pt"
+ARCHS = ("resnet50",)  # main.py --model ARCH loads checkpoints/ARCH_cifar10.pt; "vgg16" joins when it ships
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def shipped_path(request) -> Path:
+    path = Path(main.CHECKPOINT_DIR) / f"{request.param}_cifar10.pt"
+    assert path.is_file(), f"{path} is missing: main.py --model {request.param} loads it by default"
+    return path
 
 
 @pytest.fixture(scope="module")
-def shipped() -> dict:
-    assert SHIPPED.is_file(), f"{SHIPPED} is missing: main.py loads it by default"
-    return torch.load(SHIPPED, map_location="cpu", weights_only=True)
+def shipped(shipped_path) -> dict:
+    return torch.load(shipped_path, map_location="cpu", weights_only=True)
 
 
-def test_small_enough_to_ship():
-    assert SHIPPED.stat().st_size <= 32 * 1024 * 1024
+def test_small_enough_to_ship(shipped_path):
+    assert shipped_path.stat().st_size <= 32 * 1024 * 1024  # each version stays in git history for good
 
 
 def test_loads_strictly_and_gives_finite_logits(shipped):
-    model = ResNet50(num_classes=10)
+    model = utils.build_model(shipped["arch"], 10)
     model.load_state_dict({k: v.float() for k, v in shipped["model"].items()}, strict=True)
     model.eval()
     with torch.inference_mode():
@@ -33,7 +39,7 @@ def test_loads_strictly_and_gives_finite_logits(shipped):
 
 def test_metadata_says_what_it_is(shipped):
     assert shipped["format"] == utils.CHECKPOINT_FORMAT
-    assert shipped["arch"] == "resnet50" and shipped["num_classes"] == 10
+    assert shipped["arch"] in ARCHS and shipped["num_classes"] == 10
     assert tuple(shipped["classes"]) == utils.CIFAR10_CLASSES
     assert 0 < shipped["epoch"] <= shipped["total_epochs"]
     assert shipped["total_epochs"] == shipped["epoch"] + sum(stage["epochs"] for stage in shipped.get("stages", []))
@@ -47,3 +53,6 @@ def test_metadata_says_what_it_is(shipped):
     # the accuracy recorded is the one of the epoch shipped
     assert shipped["history"][-1]["epoch"] >= shipped["epoch"]
     assert [h["val_accuracy"] for h in shipped["history"] if h["epoch"] == shipped["epoch"]] == [shipped["accuracy"]]
+    if shipped["arch"] == "vgg16" or "shipped_accuracy" in shipped:  # exports record it since the VGG16-BN one
+        assert abs(shipped["shipped_accuracy"] - shipped["accuracy"]) <= 0.1  # what the fp16 file itself scores
+
