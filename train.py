@@ -438,7 +438,8 @@ def export(best_path: Path, target: Path, val_batches, device, config: speed.Con
                                "not exported.")
     utils.save_checkpoint(target, model, meta | {"shipped_accuracy": half}, half=True)  # the file's own accuracy
     print(f"Exported epoch {state['epoch']} to {target} ({target.stat().st_size / 1e6:.1f} MB): validation accuracy "
-          f"{full:.2f} % with float32 weights, {half:.2f} % after the half-precision round trip (both computed in fp32)")
+          f"{full:.2f} % with float32 weights, {half:.2f} % after the half-precision round trip "
+          "(both computed in fp32)")
 
 
 if __name__ == "__main__":
