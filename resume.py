@@ -27,7 +27,7 @@ def restore_run(state: dict, model, optimizer, scheduler, train_batches, ema) ->
     return state["history"], state["epoch"] + 1, state["best_accuracy"]
 
 
-def save_epoch(out: Path, model, ema, meta: dict, is_best: bool, kept=None, **state) -> None:
+def save_epoch(out: Path, model, ema, meta: dict, is_best: bool, kept, **state) -> None:
     """last.pt (and best.pt when is_best) and history.json of a run after an epoch.
 
     best.pt's 'model' holds the weights the epoch kept (`kept`: with --ema, the better of the average and the
@@ -37,7 +37,7 @@ def save_epoch(out: Path, model, ema, meta: dict, is_best: bool, kept=None, **st
     if ema is not None:
         state["train_model"] = {key: value.cpu() for key, value in model.state_dict().items()}
     if is_best:
-        utils.save_checkpoint(out / "best.pt", kept if kept is not None else averaged, meta, **state)
+        utils.save_checkpoint(out / "best.pt", kept, meta, **state)
     utils.save_checkpoint(out / "last.pt", averaged, meta, **state)
     utils.write_atomically(out / "history.json", json.dumps(state["history"], indent=1))
 

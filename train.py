@@ -10,7 +10,7 @@ The loops return their numbers; the callers print the course's lines.
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -368,10 +368,10 @@ def fit(args, device: torch.device) -> None:
         if not distributed.is_main():
             continue  # rank 0 validates and saves; the others wait for it at the next epoch's first step
         train_seconds = time.perf_counter() - started
-        validated, kept, row = validate(model, ema, val_batches, device, config, criterion)
+        validated, kept, choice = validate(model, ema, val_batches, device, config, criterion)
         print(accuracy_line(validated.accuracy, "validation"), flush=True)
         row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy, "val_loss": validated.loss,
-               "val_accuracy": validated.accuracy, "lr": optimizer.param_groups[0]["lr"]} | row
+               "val_accuracy": validated.accuracy, "lr": optimizer.param_groups[0]["lr"]} | choice
         if switch:
             row["precision_switch"], switch = switch, ""
         history.append(row | {"seconds": time.perf_counter() - started, "train_seconds": train_seconds,
@@ -419,7 +419,7 @@ def export(best_path: Path, target: Path, val_batches, device, config: speed.Con
 
     Both accuracies are computed in fp32 whatever the run's precision, so that they differ only by the fp16
     storage and the file's recorded `shipped_accuracy` does not depend on the CPU that exported it."""
-    config = speed.Config("fp32", config.channels_last, config.matmul_1x1)
+    config = replace(config, precision="fp32")
     state = utils.load_checkpoint(best_path, device)
     model = utils.build_model(state["arch"], state["num_classes"])
     utils.load_weights(model, state, state["arch"], tuple(state["classes"]), best_path)

@@ -55,4 +55,3 @@ def test_metadata_says_what_it_is(shipped):
     assert [h["val_accuracy"] for h in shipped["history"] if h["epoch"] == shipped["epoch"]] == [shipped["accuracy"]]
     if shipped["arch"] == "vgg16" or "shipped_accuracy" in shipped:  # exports record it since the VGG16-BN one
         assert abs(shipped["shipped_accuracy"] - shipped["accuracy"]) <= 0.1  # what the fp16 file itself scores
-
