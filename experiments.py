@@ -266,7 +266,8 @@ def course_run(args) -> None:
                                "delete the folder or choose another --out.")
     epochs = args.epochs or COURSE_EPOCHS
     weights = out / "resnet50_finetuned.pt"
-    argv = ["--optimizer", "adam", "--lr", "1e-3", "--epochs", str(epochs), "--out", str(weights)]
+    argv = ["--optimizer", "adam", "--lr", "1e-3", "--schedule", "constant", "--epochs", str(epochs),
+            "--out", str(weights)]
     argv += ["--checkpoint", args.checkpoint] if args.checkpoint else []
     argv += ["--data-dir", args.data_dir] if args.data_dir else []
     argv += ["--device", args.device] if args.device else []
@@ -338,8 +339,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training images per class held out for validation; must be the checkpoint's (default: 500)")
     p.set_defaults(handler=scratch_vs_pretrained)
 
-    p = commands.add_parser("course-run", help="main.py --optimizer adam --lr 1e-3: the course's 1-epoch fine-tuning, "
-                            "then the test accuracy",
+    p = commands.add_parser("course-run", help="main.py --optimizer adam --lr 1e-3 --schedule constant: the course's "
+                            "1-epoch fine-tuning, then the test accuracy",
                             description="The course's run: fine-tune the pretrained ResNet-50 with Adam (lr 1e-3), "
                             "then test it.")
     add_common(p, f"fine-tuning epochs (default: the course's {COURSE_EPOCHS})", "runs/course-run")

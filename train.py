@@ -155,10 +155,13 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
 
 
 def build_schedule(optimizer, schedule: str, lr: float, epochs: int, steps_per_epoch: int):
-    """one-cycle (warm up to lr over 15 %, then cosine down to ~0) or a constant lr; stepped once per batch."""
+    """one-cycle (warm up to lr over 15 %, then cosine down to ~0), cosine (from lr down to 0, no warm-up: for
+    fine-tuning a converged model) or a constant lr; stepped once per batch."""
     if schedule == "one-cycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                                    pct_start=0.15)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 

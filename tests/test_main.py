@@ -86,6 +86,7 @@ def test_main_end_to_end(runs, tiny_checkpoint):
     # the fine-tuned weights are written, and the pretrained file is untouched
     saved = utils.load_checkpoint(out)
     assert saved["arch"] == "resnet50" and saved["epoch"] == 2 and saved["recipe"]["optimizer"] == "sgd"
+    assert saved["recipe"]["schedule"] == "cosine"  # the default: the lr falls to 0 by the end
     model = utils.build_model("resnet50", 10)
     utils.load_weights(model, saved, "resnet50", utils.CIFAR10_CLASSES, out)
     assert tiny_checkpoint.read_bytes() == runs.before

@@ -157,3 +157,17 @@ def test_resume_accepts_a_run_saved_before_precision_and_world_size_were_recorde
     torch.save(state, tmp_path / "last.pt")
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "2", "--resume"))
     assert [row["epoch"] for row in utils.load_checkpoint(tmp_path / "last.pt")["history"]] == [1, 2]
+
+
+@pytest.mark.parametrize("schedule, first, last", [("cosine", 0.1, 0.0), ("constant", 0.1, 0.1)])
+def test_fine_tuning_schedules_start_at_lr_and_cosine_ends_at_zero(schedule, first, last):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = train.build_schedule(optimizer, schedule, 0.1, epochs=2, steps_per_epoch=5)
+    rates = []
+    for _ in range(10):  # one step per batch, as train_one_epoch does
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(first)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(last, abs=1e-12)
+    assert rates == sorted(rates, reverse=True)  # never rises: no warm-up in a fine-tune
