@@ -61,7 +61,7 @@ def handout_modules() -> list[str]:
 
 
 def shipped_checkpoints(root: Path = ROOT) -> list[str]:
-    """The checkpoints the handout carries (the VGG16-BN one only once it exists), relative to the root."""
+    """The checkpoints the handout carries, all of checkpoints/ (ResNet-50 and VGG16-BN), relative to the root."""
     return sorted(p.relative_to(root).as_posix() for p in (root / "checkpoints").glob("*.pt"))
 
 

@@ -8,7 +8,7 @@ import torch
 import main
 import utils
 
-ARCHS = ("resnet50",)  # main.py --model ARCH loads checkpoints/ARCH_cifar10.pt; "vgg16" joins when it ships
+ARCHS = ("resnet50", "vgg16")  # main.py --model ARCH loads checkpoints/ARCH_cifar10.pt
 
 
 @pytest.fixture(scope="module", params=ARCHS)
