@@ -39,8 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="learning rate (default: 0.001; the course used adam with 1e-3)")
     parser.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                         help="cosine: the lr falls from --lr to 0 over the fine-tuning, so that the last steps do not "
-                        "leave the weights in a random spot (about 0.5 point steadier between seeds); constant: --lr "
-                        "throughout, as in the course (default: cosine)")
+                        "leave the weights at a random spot and the accuracy depends less on --seed; "
+                        "constant: --lr throughout, as in the course (default: cosine)")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py, or DIR/train/<class>/ and "
                         "DIR/test/<class>/ (default: data/cifar10-split or data/cifar-10-batches-py when there, "
                         "else download into data/)")
