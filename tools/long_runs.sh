@@ -8,11 +8,10 @@
 # It writes its pid to ~/.cache/resnet50-cifar10/current-run.pid: pause the queue with
 # `pkill -STOP -P PID; kill -STOP PID` (the run is its child) and continue it with -CONT the same way.
 # Each step appends to its own log beside its state. The steps:
-#   1. run8: ResNet-50 version 3, distilled from the VGG16-BN (docs/training.md; run7, its first try,
-#      lost its state at 29 of 30 epochs with its machine);
-#   2. the three-class experiment, VGG16-BN (20 epochs) then the CIFAR-stem ResNet-50 (15);
-#   3. scratch vs pretrained (2 x 20 epochs) and the course's Adam run, both from the final ResNet-50:
-#      run8's export when it beats version 2 by 1.5 points (85.52 %), else checkpoints/resnet50_cifar10.pt.
+#   1. the three-class experiment, VGG16-BN (20 epochs) then the CIFAR-stem ResNet-50 (15);
+#   2. scratch vs pretrained (2 x 20 epochs) and the course's Adam run, both from the final ResNet-50,
+#      checkpoints/resnet50_cifar10.pt (version 2: version 3, tried as run7 and run8, did not reach its bar
+#      and was not shipped; docs/training.md has both runs and their commands).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="$HOME/.cache/resnet50-cifar10"
@@ -26,23 +25,10 @@ fi
 echo $$ > "$cache/current-run.pid"
 say() { echo "[$(date -u '+%F %T') UTC] $*"; }
 
-# the teacher: the bytes of checkpoints/vgg16_cifar10.pt at the path the recipe records
-teacher="$cache/vgg16-teacher.pt"
-[ -f "$teacher" ] || cp checkpoints/vgg16_cifar10.pt "$teacher"
-run8=(train.py --model resnet50 --epochs 20 --lr 0.02 --cutout 8 --ema 0.999 --init checkpoints/resnet50_cifar10.pt
-      --teacher "$teacher" --kd-weight 0.9 --data-dir data/cifar10-jpg --out "$cache/run8")
-say "run8"
-if [ -f "$cache/run8/last.pt" ]; then resume=(--resume); else resume=(); fi
-"$py" "${run8[@]}" "${resume[@]}" >> "$cache/run8.log" 2>&1
-
 say "three-class"
 "$py" experiments.py three-class --data-dir data/cifar10-jpg --out "$cache/three-class" >> "$cache/three-class.log" 2>&1
 
 final=checkpoints/resnet50_cifar10.pt
-if "$py" -c "import sys, utils; sys.exit(utils.load_checkpoint('$cache/run8/last.pt')['best_accuracy'] < 85.52)"; then
-    final="$cache/resnet50-v3.pt"
-    [ -f "$final" ] || "$py" "${run8[@]}" --export "$final" >> "$cache/run8.log" 2>&1
-fi
 say "scratch-vs-pretrained from $final"
 "$py" experiments.py scratch-vs-pretrained --data-dir data/cifar10-jpg --checkpoint "$final" \
     --out "$cache/scratch-vs-pretrained" >> "$cache/scratch-vs-pretrained.log" 2>&1
