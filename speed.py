@@ -31,7 +31,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_HELP = ("auto (default): time fp32 and, where the hardware has it, bf16 autocast, and use the faster; "
                   "fp32: no reduced precision anywhere (no autocast, no TF32); bf16: bf16 autocast")
 RETUNE_HELP = "time the candidates again instead of using the cached choice (do it on a quiet machine)"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: no "1x1 convs as matmuls" choice for a model without 1x1 convolutions
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,19 @@ class MatmulConv1x1(nn.Conv2d):
         return out.permute(0, 3, 1, 2)
 
 
+def is_plain_1x1_conv(module: nn.Module) -> bool:
+    """Whether `module` is a 1x1 convolution that MatmulConv1x1 can compute (no padding, no groups)."""
+    return (type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.padding == (0, 0)
+            and module.groups == 1)
+
+
 def use_matmul_for_1x1_convs(model: nn.Module) -> nn.Module:
     """Make every plain 1x1 convolution of `model` a MatmulConv1x1, in place (same parameters, same state_dict).
 
     Done by changing each module's class, so the student's resnet.py stays free of speed tricks.
     """
     for module in model.modules():
-        if (type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.padding == (0, 0)
-                and module.groups == 1):
+        if is_plain_1x1_conv(module):
             module.__class__ = MatmulConv1x1
     return model
 
@@ -262,6 +267,8 @@ def choose(arch: str, num_classes: int, batch_size: int, training: bool, device:
     started = time.perf_counter()
     torch.manual_seed(0)
     model = utils.build_model(arch, num_classes)  # one throwaway model, switched from one config to the next
+    if not any(is_plain_1x1_conv(module) for module in model.modules()):  # VGG16: the same network twice
+        options = [config for config in options if not config.matmul_1x1]
     baseline = images_per_second(model, COURSE_WAY, batch_size, training, device)
     rates = {COURSE_WAY.describe(): baseline}
     for config in options[:-1] if options[-1] == COURSE_WAY else options:

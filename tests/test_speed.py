@@ -66,6 +66,22 @@ def test_choice_is_measured_once_then_cached_and_retune_measures_again(tmp_path,
     assert speed.choose("resnet50", 10, 8, True, CPU, retune=True).config == speed.COURSE_WAY
 
 
+def test_a_model_without_1x1_convolutions_is_not_timed_with_them_as_matmuls(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    timed = []
+
+    def fake_rate(model, config, batch_size, training, device, too_slow=None):
+        timed.append(config)
+        return 100.0 + 10 * config.matmul_1x1  # the matmul variant would win if it were timed
+
+    monkeypatch.setattr(speed, "images_per_second", fake_rate)
+    monkeypatch.setattr(speed, "native_bf16", lambda device: False)
+    choice = speed.choose("vgg16", 10, 4, False, CPU)
+    assert not any(config.matmul_1x1 for config in timed) and not choice.config.matmul_1x1
+    assert "matmuls" not in choice.line()
+    assert speed.choose("resnet50", 10, 4, False, CPU).config.matmul_1x1  # ResNet-50 has them: still tried
+
+
 def test_a_damaged_cache_is_measured_again_not_a_crash(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     speed.cache_path().parent.mkdir(parents=True)
