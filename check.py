@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import UserError, run_cli
-from probes import PROBES, block_parameters
+from course.assignment import PROBES, block_parameters
+from course.cli import UserError, run_cli
 
 # ------------------------------------------------ the assignment's spec (the numbers of tests/test_resnet.py)
 INPUT = (3, 32, 32)  # one CIFAR-10 image; every check uses a batch of 2

@@ -9,7 +9,7 @@
 
 How a blank is graded, the sandbox and the batch rate: docs/grading.md.
 """
-from common import run_cli
+from course.cli import run_cli
 from grading.cli import main
 
 if __name__ == "__main__":

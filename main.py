@@ -12,10 +12,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-import common
-import speed
 import utils
-from train import EVAL_BATCH_SIZE, accuracy_line, build_optimizer, build_schedule, evaluate, train_one_epoch
+from course import cli, models, speed
+from course.loops import EVAL_BATCH_SIZE, accuracy_line, build_optimizer, build_schedule, evaluate, train_one_epoch
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 WEIGHT_DECAY = 5e-4  # SGD's; gentle on a converged model
@@ -24,18 +23,19 @@ WEIGHT_DECAY = 5e-4  # SGD's; gentle on a converged model
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Fine-tune a pretrained model on CIFAR-10 and report its test "
                                      "accuracy, as in the course assignment.")
-    parser.add_argument("--model", choices=utils.MODELS, default="resnet50", help="architecture (default: resnet50)")
+    parser.add_argument("--model", choices=list(models.MODELS), default="resnet50",
+                        help="architecture (default: resnet50)")
     parser.add_argument("--checkpoint",
                         help="pretrained weights to start from (default: checkpoints/<model>_cifar10.pt)")
     parser.add_argument("--no-pretrained", action="store_true",
                         help="start from random weights instead of a checkpoint")
-    parser.add_argument("--epochs", type=common.natural_int, default=1,
+    parser.add_argument("--epochs", type=cli.natural_int, default=1,
                         help="fine-tuning epochs; 0 only evaluates (default: 1)")
-    parser.add_argument("--batch-size", type=common.positive_int, default=100,
+    parser.add_argument("--batch-size", type=cli.positive_int, default=100,
                         help="mini-batch size (default: 100, as in the course)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
                         help="sgd (momentum 0.9, weight decay 5e-4) or adam (default: sgd)")
-    parser.add_argument("--lr", type=common.positive_float, default=1e-3,
+    parser.add_argument("--lr", type=cli.positive_float, default=1e-3,
                         help="learning rate (default: 0.001; the course used adam with 1e-3)")
     parser.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                         help="cosine: the lr falls from --lr to 0 over the fine-tuning, so that the last steps do not "
@@ -61,22 +61,20 @@ def trained_epochs(meta: dict) -> int:
 
 def load_model(args, classes):
     """The model with its pretrained weights (or random ones); prints one line on what was loaded."""
-    model = utils.build_model(args.model, len(classes))
     if args.no_pretrained:
         print(f"Model: {args.model} from random weights (--no-pretrained): "
               "this is training from scratch, not fine-tuning.")
-        return model, {}
+        return models.build_model(args.model, len(classes)), {}
     path = pretrained_path(args)
     if not path.is_file():
         data_dir = utils.find_prepared_copy()
-        raise common.UserError(
-            f"no pretrained checkpoint at {common.display_path(path)}. Make one with `python train.py --model "
-            f"{args.model} --data-dir {common.display_path(data_dir) if data_dir else 'DIR'} --out runs/train` and "
+        raise cli.UserError(
+            f"no pretrained checkpoint at {cli.display_path(path)}. Make one with `python train.py --model "
+            f"{args.model} --data-dir {cli.display_path(data_dir) if data_dir else 'DIR'} --out runs/train` and "
             "pass --checkpoint runs/train/best.pt, or pass --no-pretrained to train from scratch.")
-    meta = utils.load_checkpoint(path)
-    utils.load_weights(model, meta, args.model, classes, path)
+    model, meta = models.load_trained(path, classes, arch=args.model)
     meta["path"] = path
-    print(f"Model: pretrained {args.model} from {common.display_path(path)} "
+    print(f"Model: pretrained {args.model} from {cli.display_path(path)} "
           f"({trained_epochs(meta)} epochs{describe_accuracy(meta)})")
     return model, meta
 
@@ -93,14 +91,14 @@ def describe_accuracy(meta: dict) -> str:
     return text
 
 
-def load_data(args, classes, device):
+def load_batches(args, classes, device):
     """Training and test batches; prints where the data came from and how long it took."""
     started = time.perf_counter()
     data_dir = args.data_dir or utils.find_prepared_copy()
     train_images, train_labels = utils.load_data("train", data_dir, classes)
     test_images, test_labels = utils.load_data("test", data_dir, classes)
     how = "--data-dir" if args.data_dir else "found by itself; --data-dir chooses another" if data_dir else "download"
-    where = common.display_path(data_dir or utils.DEFAULT_DATA_ROOT)
+    where = cli.display_path(data_dir or utils.DEFAULT_DATA_ROOT)
     print(f"Data: {where} ({how}): {len(train_labels)} training and {len(test_labels)} test images, loaded in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     train_batches = utils.Batches(train_images, train_labels, args.batch_size, device, train=True, seed=args.seed)
@@ -133,14 +131,14 @@ def main(argv=None) -> None:
     classes = utils.parse_classes(args.classes)
     out_path = output_path(args)
     if not args.no_pretrained and out_path.resolve() == pretrained_path(args).resolve():
-        raise common.UserError(f"--out {out_path} is the pretrained checkpoint itself; choose another file so it is "
+        raise cli.UserError(f"--out {out_path} is the pretrained checkpoint itself; choose another file so it is "
                                "never overwritten.")
     if out_path.is_dir():  # found now, not after the training it would lose
-        raise common.UserError(f"--out {out_path} is a folder; give a file name, e.g. {out_path / 'finetuned.pt'}.")
+        raise cli.UserError(f"--out {out_path} is a folder; give a file name, e.g. {out_path / 'finetuned.pt'}.")
 
     model, meta = load_model(args, classes)
     print(f"Device: {device} ({speed.device_name(device)})", flush=True)
-    train_batches, test_batches = load_data(args, classes, device)
+    train_batches, test_batches = load_batches(args, classes, device)
     criterion = nn.CrossEntropyLoss()
     if args.epochs > 0:
         choice = speed.choose(args.model, len(classes), args.batch_size, True, device, args.precision, args.retune)
@@ -163,14 +161,14 @@ def main(argv=None) -> None:
         recipe = {"finetuned_from": str(meta["path"]) if meta else None, "epochs": args.epochs,
                   "optimizer": args.optimizer, "lr": args.lr, "schedule": args.schedule, "batch_size": args.batch_size,
                   "seed": args.seed, "precision": args.precision}
-        utils.save_checkpoint(out_path, model, {"arch": args.model, "num_classes": len(classes),
+        models.save_checkpoint(out_path, model, {"arch": args.model, "num_classes": len(classes),
                                                 "classes": list(classes),
                                                 "epoch": trained_epochs(meta) + args.epochs, "accuracy": accuracy,
                                                 "accuracy_split": "test", "recipe": recipe})
         print(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to "
-              f"{common.display_path(out_path)}")
-    print(f"Done in {common.format_seconds(time.perf_counter() - started)} on {device}.")
+              f"{cli.display_path(out_path)}")
+    print(f"Done in {cli.format_seconds(time.perf_counter() - started)} on {device}.")
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    cli.run_cli(main)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-import common
 import utils
+from course import cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -25,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder holding train/<class>/ images (default: data/cifar10-jpg)")
     parser.add_argument("--out", default="data/cifar10-split",
                         help="new folder to write train/ and test/ into (default: data/cifar10-split)")
-    parser.add_argument("--val-per-class", type=common.positive_int, default=500,
+    parser.add_argument("--val-per-class", type=cli.positive_int, default=500,
                         help="images per class to hold out (default: 500, as train.py)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed that picks them (default: 0, as train.py)")
     return parser.parse_args(argv)
@@ -45,10 +45,10 @@ def main(argv=None) -> None:
     if not source.is_dir():
         archive = utils.find_archive()
         how = f"`tar xzf {archive} -C data`" if archive else "extract your copy (e.g. `tar xzf ARCHIVE -C data`)"
-        raise common.UserError(f"{source} not found: --source must hold train/<class>/ images. First {how}, "
+        raise cli.UserError(f"{source} not found: --source must hold train/<class>/ images. First {how}, "
                                "then run this command again.")
     if out.exists():
-        raise common.UserError(f"{out} already exists; remove it or choose another --out.")
+        raise cli.UserError(f"{out} already exists; remove it or choose another --out.")
     items = utils.list_image_folder(source)
     labels = torch.tensor([label for _, label in items])
     held_out = set(utils.validation_indices(labels, args.val_per_class, args.split_seed).tolist())
@@ -62,15 +62,15 @@ def main(argv=None) -> None:
             link_or_copy(path, folder / path.name)
     except OSError as error:  # a full disk, a read-only folder
         shutil.rmtree(partial, ignore_errors=True)
-        raise common.UserError(f"cannot write {error.filename or partial}: {error.strerror or error}. Free some "
+        raise cli.UserError(f"cannot write {error.filename or partial}: {error.strerror or error}. Free some "
                                "space or choose another --out, then run this command again.") from None
     except BaseException:  # a damaged image (UserError), Ctrl-C: leave no half-written copy behind
         shutil.rmtree(partial, ignore_errors=True)
         raise
     partial.rename(out)  # all or nothing
     print(f"Wrote {len(items) - len(held_out)} training and {len(held_out)} held-out test images to "
-          f"{common.display_path(out)}")
+          f"{cli.display_path(out)}")
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    cli.run_cli(main)

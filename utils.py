@@ -1,4 +1,4 @@
-"""Data, checkpoints, device and seeding: everything main.py and train.py share.
+"""The data, the device and the seeds: what main.py and train.py need besides the model and the loops.
 
 The data path: every split is decoded once into a uint8 tensor (N, 3, 32, 32).
 `Batches` then shuffles it, applies the random crop and flip as batched tensor
@@ -7,24 +7,19 @@ the training loop, which on a 2-core CPU would steal time from the model.
 """
 import pickle
 import random
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-import common
-from common import UserError, natural_int, positive_float, positive_int, write_atomically  # noqa: F401 (utils.X for callers)
+from course.cli import UserError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent / "data"
-CHECKPOINT_FORMAT = 1
-MODELS = ("resnet50", "resnet50-cifar", "vgg16", "vgg16-course")
 # --help texts shared by every script, so that each flag means one thing everywhere
 DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)"
 CLASSES_HELP = "comma-separated subset of CIFAR-10 classes, e.g. airplane,automobile,bird (default: all ten)"
@@ -304,114 +299,3 @@ class Batches:
             if self.train and self.cutout:
                 images = cutout(images, self.cutout, self.generator)
             yield normalize(images, self.mean, self.std, self.channels_last), self.labels[index]
-
-
-# ---------------------------------------------------------------------- model
-
-def build_model(arch: str, num_classes: int) -> nn.Module:
-    """A fresh model by name: one of MODELS."""
-    if arch == "resnet50":
-        from resnet import ResNet50
-        return ResNet50(num_classes)
-    if arch == "resnet50-cifar":
-        try:
-            from resnet_cifar import ResNet50Cifar
-        except ModuleNotFoundError:  # the students' handout leaves it out: its block is close to the answers
-            raise UserError("resnet50-cifar (resnet_cifar.py) is not part of this copy of the project: "
-                            "use --model resnet50 or vgg16.") from None
-        return ResNet50Cifar(num_classes)
-    if arch in ("vgg16", "vgg16-course"):
-        from vgg import VGG16
-        return VGG16(num_classes, head="cifar" if arch == "vgg16" else "course")
-    raise UserError(f"unknown model '{arch}': use one of {', '.join(MODELS)}.")
-
-
-# ----------------------------------------------------------------- checkpoints
-
-def save_checkpoint(path: str | Path, model: nn.Module, meta: dict, half: bool = False, **state) -> None:
-    """Write model weights, metadata and any extra state atomically (temp file, then rename)."""
-    weights = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
-    content = {"format": CHECKPOINT_FORMAT, **meta, "torch_version": str(torch.__version__), "model": weights, **state}
-    with common.atomic_file(path) as f:
-        torch.save(content, f)
-
-
-def load_checkpoint(path: str | Path, device="cpu") -> dict:
-    """Read a checkpoint safely (weights_only=True); any problem becomes a UserError."""
-    path, shown = Path(path), common.display_path(path)
-    again = "Download or copy it again, or train a new one with train.py."
-    if not path.is_file():
-        raise UserError(f"checkpoint {shown} not found.")
-    if path.stat().st_size == 0:
-        raise UserError(f"cannot read checkpoint {shown}: the file is empty. {again}")
-    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive; a cut-off one loses its index
-        raise UserError(f"cannot read checkpoint {shown}: it is truncated or not a PyTorch file. {again}")
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as error:
-        reason = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), "unsupported content")
-        raise UserError(f"refusing to load {shown}: it holds objects other than tensors and plain values, "
-                        f"which could run code ({reason}). Only load checkpoints written by this project.") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        raise UserError(f"cannot read checkpoint {shown}: it is truncated or not a PyTorch file "
-                        f"({str(error).splitlines()[0]}). {again}") from None
-    if not (isinstance(checkpoint, dict) and checkpoint.get("format") == CHECKPOINT_FORMAT
-            and isinstance(checkpoint.get("model"), dict)
-            and all(isinstance(value, torch.Tensor) for value in checkpoint["model"].values())):
-        raise UserError(f"{shown} is not a checkpoint of this project (no 'format': {CHECKPOINT_FORMAT} with "
-                        "model weights; a bare model.state_dict() is not one either). Make one with train.py.")
-    return checkpoint
-
-
-def shape_text(tensor: torch.Tensor) -> str:
-    """A tensor's shape as the assignment writes it: '64 x 3 x 7 x 7'."""
-    return " x ".join(map(str, tensor.shape)) or "a single number"
-
-
-def weight_mismatches(model: nn.Module, state: dict, limit: int = 3) -> list[str]:
-    """How a state dict differs from the model's parameters, in the model's order: shapes, missing, extra keys."""
-    expected = model.state_dict()
-    shapes = [f"{key} (the model: {shape_text(expected[key])}, the checkpoint: {shape_text(state[key])})"
-              for key in expected if key in state and expected[key].shape != state[key].shape]
-    missing = [key for key in expected if key not in state]
-    extra = [key for key in state if key not in expected]
-    problems = []
-    for keys, what in [(shapes, "of another shape"), (missing, "missing from the checkpoint"),
-                       (extra, "in the checkpoint but not in the model")]:
-        if keys:
-            more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
-            problems.append(f"{len(keys)} {what}: {', '.join(keys[:limit])}{more}")
-    return problems
-
-
-def load_weights(model: nn.Module, checkpoint: dict, arch: str, classes: tuple[str, ...], path) -> None:
-    """Put a checkpoint's weights into model after checking architecture, classes and every parameter's shape."""
-    shown = common.display_path(path)
-    if checkpoint.get("arch") != arch:
-        raise UserError(f"{shown} holds a '{checkpoint.get('arch')}' model, not '{arch}'. "
-                        f"Pass --model {checkpoint.get('arch')} or a checkpoint of the right model.")
-    if tuple(checkpoint.get("classes", ())) != tuple(classes):
-        raise UserError(f"{shown} was trained on {len(checkpoint.get('classes', ()))} classes "
-                        f"({', '.join(checkpoint.get('classes', ()))}), not on {', '.join(classes)}. "
-                        "Pass the matching --classes, or --no-pretrained to start from scratch.")
-    state = {key.removeprefix("module."): value for key, value in checkpoint["model"].items()}
-    if problems := weight_mismatches(model, state):
-        where = ("The first name is the layer to fix in resnet.py (`python check.py resnet.py` checks each blank)."
-                 if arch == "resnet50" else "The first name is the first layer that differs.")
-        raise UserError(f"the weights in {shown} do not fit this {arch}: {'; '.join(problems)}. {where}")
-    model.load_state_dict(state, strict=True)
-
-
-def stages_of(checkpoint: dict) -> list[dict]:
-    """The training stages behind a checkpoint: its own earlier stages, then itself."""
-    own = {key: checkpoint[key] for key in ("recipe", "accuracy", "history") if key in checkpoint}
-    return checkpoint.get("stages", []) + [own | {"epochs": checkpoint.get("epoch", 0)}]
-
-
-def whole_history(checkpoint: dict, history: list[dict]) -> list[dict]:
-    """`history` of a run preceded by its earlier stages' histories, epochs numbered on from one stage to the next."""
-    rows, offset = [], 0
-    for stage in checkpoint.get("stages", []):
-        rows += [row | {"epoch": row["epoch"] + offset} for row in stage.get("history", [])]
-        offset += stage["epochs"]
-    return rows + [row | {"epoch": row["epoch"] + offset} for row in history]

@@ -1,7 +1,7 @@
 """The Gradescope autograder: the zip to upload, and the grading it runs on each submission.
 
 The zip holds setup.sh and run_autograder at its root (as Gradescope expects), the grader
-(grade.py, common.py, grading/), the reference resnet.py, the per-layer tests and a requirements
+(grade.py, grading/, and course/cli.py and course/assignment.py, which it imports), the reference resnet.py, the per-layer tests and a requirements
 file pinned to the versions installed here. run_autograder grades ROOT/submission/resnet.py and
 writes ROOT/results/results.json (ROOT is /autograder unless AUTOGRADER_ROOT says otherwise).
 """
@@ -14,7 +14,7 @@ import zipfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from common import write_atomically
+from course.cli import write_atomically
 from grading import LAYER_TESTS, PACKAGE, REFERENCE, ROOT
 from grading.judge import Grade, Options, grade_file
 from grading.report import student_results
@@ -36,7 +36,7 @@ def requirements() -> str:
 
 def zip_members() -> dict[str, Path]:
     """Name in the zip -> file here, for everything but the scripts and the requirements."""
-    members = {name: ROOT / name for name in ("grade.py", "common.py", "probes.py")}
+    members = {name: ROOT / name for name in ("grade.py", "course/cli.py", "course/assignment.py")}
     members["resnet.py"] = REFERENCE
     members["tests/test_resnet.py"] = LAYER_TESTS
     for path in sorted(PACKAGE.rglob("*")):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import UserError, format_seconds
+from course.cli import UserError, format_seconds
 from grading.judge import Grade, Options, grade_file, ungraded
 from grading.sandbox import UNGRADED
 

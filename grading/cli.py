@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from common import UserError, natural_int, positive_float, positive_int, write_atomically
+from course.cli import UserError, natural_int, positive_float, positive_int, write_atomically
 from grading import LAYER_TESTS, REFERENCE
 from grading.compare import Reference
 from grading.markers import make_skeleton

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from common import UserError
+from course.cli import UserError
 from grading import REFERENCE
 from grading.forms import AssignForm, CallForm, code_tokens, forms_of, show, the_call
 from grading.markers import Blank, placeholders, read_source, reference_blanks

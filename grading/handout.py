@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import UserError, write_atomically
+from course.cli import UserError, write_atomically
 from grading import PACKAGE, REFERENCE, ROOT
 from grading.compare import Reference
 from grading.forms import code_tokens
@@ -25,7 +25,7 @@ from grading.markers import make_skeleton
 STARTS = ("main.py", "check.py", "prepare_data.py", "tests/conftest.py", "tests/test_resnet.py")
 # The grader; the reference (the skeleton replaces it); and the reports' CIFAR-stem ResNet-50, whose worked
 # bottleneck block is too close to the answers (main.py --model resnet50-cifar then says it is not in the handout).
-NEVER = {"grade", "grading", "resnet", "resnet_cifar"}
+NEVER = ("grade.py", "grading/", "resnet.py", "course/resnet_cifar.py")
 # checkpoints/README.md stays out: it points to docs/ and tests the handout lacks (its README describes the checkpoints)
 DATA = ("pytest.ini", "requirements.txt", "tests/test_resnet.py", "tests/conftest.py", "data/README.md")
 GITIGNORE = "data/*\n!data/README.md\nruns/\n.venv/\n__pycache__/\n.pytest_cache/\n"  # data/README.md names it
@@ -37,26 +37,35 @@ CHECKPOINTS = {  # what the students' README says of each shipped checkpoint, af
 }
 
 
+def module_file(name: str) -> str | None:
+    """The project's file of a dotted module name ('course.loops' -> 'course/loops.py'), if it has one."""
+    path = ROOT / (name.replace(".", "/") + ".py")
+    return path.relative_to(ROOT).as_posix() if path.is_file() else None
+
+
 def local_imports(path: Path) -> set[str]:
-    """The top-level names a Python file imports that are modules of the project's root folder."""
+    """The project's files that a Python file imports (`import utils`, `from course import cli, speed`,
+    `from course.loops import evaluate`), imports inside functions included; never those of NEVER."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-    return {name for name in names if (ROOT / f"{name}.py").is_file() and name not in NEVER}
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    files = {module_file(name) for name in names} - {None}
+    return {file for file in files if not file.startswith(NEVER)}
 
 
 def handout_modules() -> list[str]:
     """The project's modules the handout needs, as file names relative to the root."""
     todo = [ROOT / start for start in STARTS if (ROOT / start).is_file()]
-    found = {path.relative_to(ROOT).as_posix() for path in todo if path.parent == ROOT}
+    found = {path.relative_to(ROOT).as_posix() for path in todo if path.suffix == ".py"
+             and not path.relative_to(ROOT).as_posix().startswith("tests/")}
     while todo:
         for name in local_imports(todo.pop()):
-            if f"{name}.py" not in found:
-                found.add(f"{name}.py")
-                todo.append(ROOT / f"{name}.py")
+            if name not in found:
+                found.add(name)
+                todo.append(ROOT / name)
     return sorted(found)
 
 

@@ -17,7 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import UserError
+from course.assignment import PROBES
+from course.cli import UserError
 from grading.builds import build_note, own_part, same_build, same_shapes
 from grading.compare import ACCEPTED, Reference, compare
 from grading.markers import find_blanks, read_submission
@@ -25,7 +26,6 @@ from grading.outside import Change, answers_outside, changes_outside
 from grading.reference import ReferenceAnswers
 from grading.sandbox import UNGRADED, Limits, run
 from grading.splice import answers_file, splice, submitted_file
-from probes import PROBES
 
 # The tests of tests/test_resnet.py that cover each blank (test names start with these).
 BLANK_TESTS = {

@@ -18,7 +18,7 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import UserError
+from course.cli import UserError
 
 BEGIN = re.compile(r'^(?P<indent>[ \t]*)# BEGIN BLANK (?P<id>\w+) points=(?P<points>\d+) hint="(?P<hint>[^"]*)"[ \t]*$')
 LOOSE_BEGIN = re.compile(r"^\s*#\s*BEGIN BLANK\s+(?P<id>\w+)")

@@ -13,12 +13,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-from common import UserError
+from course.assignment import PROBES
+from course.cli import UserError
 from grading import PACKAGE
 from grading.compare import Reference
 from grading.sandbox import environment
 from grading.splice import splice
-from probes import PROBES
 
 KINDS = ("splice", "full")  # an answer spliced alone into the reference's code; the reference whole
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from course.assignment import label
 from grading import LAYER_TESTS, PACKAGE, ROOT
 from grading.builds import valid
 from grading.runner import UNGRADED
-from probes import label
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime",
@@ -125,7 +125,7 @@ def check_sandbox(requested: str) -> tuple[bool, str | None]:
     if problem is None:
         return True, None
     if requested == "bwrap":
-        from common import UserError
+        from course.cli import UserError
 
         raise UserError(f"--sandbox bwrap: {problem}")
     return False, (f"WARNING: no sandbox: {problem}. Submissions run under process limits only: they can read the "

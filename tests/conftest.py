@@ -31,38 +31,6 @@ def impl(request):
     return load_module(path)
 
 
-# A right bottleneck written without the helpers, each layer its own nn.Sequential: the grader and check.py
-# must accept it (tests/test_grade_cohort.py, tests/test_check_agreement.py).
-INLINE_NESTED = """\
-                nn.Sequential(nn.Conv2d(in_channels, middle_channels, 1, 2), nn.BatchNorm2d(middle_channels),
-                              nn.ReLU()),
-                nn.Sequential(nn.Conv2d(middle_channels, middle_channels, 3, padding=1),
-                              nn.BatchNorm2d(middle_channels), nn.ReLU(inplace=True)),
-                nn.Sequential(nn.Conv2d(middle_channels, out_channels, kernel_size=1),
-                              nn.BatchNorm2d(out_channels), nn.ReLU()),
-"""
-
-
-def edit(text: str, *replacements: tuple[str, str]) -> str:
-    """The text with each (old, new) replaced once; old must be there."""
-    for old, new in replacements:
-        assert old in text, f"the reference no longer contains {old!r}: update the test"
-        text = text.replace(old, new, 1)
-    return text
-
-
-def run_grade(argv: list[str]) -> int:
-    """grade.py's exit code for a command line, run in this process."""
-    from common import run_cli
-    from grading.cli import main
-
-    try:
-        run_cli(main, argv)
-    except SystemExit as exit:
-        return exit.code
-    return 0
-
-
 def make_image_folder(root: Path, per_class: dict[str, int], classes=None, seed: int = 0) -> Path:
     """A tiny CIFAR-10 copy as DIR/train/<class>/*.png and DIR/test/<class>/*.png (random 32x32 images)."""
     import numpy as np
@@ -111,13 +79,14 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     import torch
 
     import utils
+    from course import models
     from resnet import ResNet50
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "resnet50_tiny.pt"
     meta = {"arch": "resnet50", "num_classes": 10, "classes": list(utils.CIFAR10_CLASSES), "epoch": 1,
             "accuracy": 10.0, "accuracy_split": "validation", "recipe": {"test": True}}
-    utils.save_checkpoint(path, ResNet50(10), meta, half=True)
+    models.save_checkpoint(path, ResNet50(10), meta, half=True)
     return path
 
 

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import edit, run_grade
+from submissions import edit, run_grade
 
 import check
-from common import UserError, run_cli
+from course.assignment import NETWORK_WIDTHS, PROBES, block_parameters
+from course.cli import UserError, run_cli
 from grading import markers
-from probes import NETWORK_WIDTHS, PROBES, block_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_TEXT = (ROOT / "resnet.py").read_text(encoding="utf-8")

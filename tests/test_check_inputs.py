@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import check
-from common import run_cli
+from course.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (ROOT / "resnet.py").read_text(encoding="utf-8")

@@ -7,6 +7,7 @@ import torch
 
 import main
 import utils
+from course import models
 
 ARCHS = ("resnet50", "vgg16")  # main.py --model ARCH loads checkpoints/ARCH_cifar10.pt
 
@@ -28,7 +29,7 @@ def test_small_enough_to_ship(shipped_path):
 
 
 def test_loads_strictly_and_gives_finite_logits(shipped):
-    model = utils.build_model(shipped["arch"], 10)
+    model = models.build_model(shipped["arch"], 10)
     model.load_state_dict({k: v.float() for k, v in shipped["model"].items()}, strict=True)
     model.eval()
     with torch.inference_mode():
@@ -38,7 +39,7 @@ def test_loads_strictly_and_gives_finite_logits(shipped):
 
 
 def test_metadata_says_what_it_is(shipped):
-    assert shipped["format"] == utils.CHECKPOINT_FORMAT
+    assert shipped["format"] == models.CHECKPOINT_FORMAT
     assert shipped["arch"] in ARCHS and shipped["num_classes"] == 10
     assert tuple(shipped["classes"]) == utils.CIFAR10_CLASSES
     assert 0 < shipped["epoch"] <= shipped["total_epochs"]

@@ -14,7 +14,8 @@ from conftest import ROOT
 
 import main
 import utils
-from common import run_cli
+from course import models
+from course.cli import run_cli
 
 STEP_LINE = re.compile(r"^Epoch \[1/1\], Step \[(\d+)/120\] Loss: \d+\.\d{4}$")
 ACCURACY_LINE = re.compile(r"^Accuracy of the model on the test images: \d{1,3}\.\d{2} %$")
@@ -84,11 +85,11 @@ def test_main_end_to_end(runs, tiny_checkpoint):
     progress = [line for line in lines if line.startswith("  .. epoch 1: ")]
     assert len(progress) >= 10 and all(re.search(r"\d+ img/s, .* left$", line) for line in progress)
     # the fine-tuned weights are written, and the pretrained file is untouched
-    saved = utils.load_checkpoint(out)
+    saved = models.load_checkpoint(out)
     assert saved["arch"] == "resnet50" and saved["epoch"] == 2 and saved["recipe"]["optimizer"] == "sgd"
     assert saved["recipe"]["schedule"] == "cosine"  # the default: the lr falls to 0 by the end
-    model = utils.build_model("resnet50", 10)
-    utils.load_weights(model, saved, "resnet50", utils.CIFAR10_CLASSES, out)
+    model = models.build_model("resnet50", 10)
+    models.load_weights(model, saved, "resnet50", utils.CIFAR10_CLASSES, out)
     assert tiny_checkpoint.read_bytes() == runs.before
 
 
@@ -205,7 +206,7 @@ def test_pickle_that_runs_code_is_refused(capsys, tiny_data, tmp_path):
 
 def test_checkpoint_of_another_architecture(capsys, tiny_data, tmp_path):
     path = tmp_path / "vgg.pt"
-    utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "vgg16", "classes": list(utils.CIFAR10_CLASSES)})
+    models.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "vgg16", "classes": list(utils.CIFAR10_CLASSES)})
     write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(), "holds a 'vgg16' model, not 'resnet50'")
 
 
@@ -216,7 +217,7 @@ def test_checkpoint_of_another_class_count(capsys, tiny_data, tiny_checkpoint, t
 
 def test_checkpoint_with_wrong_weights(capsys, tiny_data, tmp_path):
     path = tmp_path / "wrong.pt"
-    utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "resnet50", "classes": list(utils.CIFAR10_CLASSES)})
+    models.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "resnet50", "classes": list(utils.CIFAR10_CLASSES)})
     write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(),
                               r"do not fit this resnet50: \d+ missing from the checkpoint: layer1\.0\.weight, .* and "
                               r"\d+ more; 2 in the checkpoint but not in the model: weight, bias\. The first name")
@@ -228,7 +229,7 @@ def test_weights_that_do_not_fit_name_the_layer_and_both_shapes(capsys, tiny_dat
     model = ResNet50(10)
     model.fc = torch.nn.Linear(2048, 10)  # a student's fc with the wrong number of inputs
     path = tmp_path / "wide_fc.pt"
-    utils.save_checkpoint(path, model, {"arch": "resnet50", "classes": list(utils.CIFAR10_CLASSES)})
+    models.save_checkpoint(path, model, {"arch": "resnet50", "classes": list(utils.CIFAR10_CLASSES)})
     write_and_check_untouched(capsys, tiny_data, tmp_path, path.read_bytes(),
                               r"do not fit this resnet50: 1 of another shape: fc\.weight \(the model: 10 x 1024, "
                               r"the checkpoint: 10 x 2048\)\. The first name is the layer to fix in resnet\.py")

@@ -13,7 +13,7 @@ from conftest import ROOT
 
 import prepare_data
 import utils
-from common import run_cli
+from course.cli import run_cli
 
 
 def test_prepare_data_holds_out_train_py_validation_split(tiny_data, tmp_path):

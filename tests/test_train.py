@@ -5,9 +5,9 @@ import re
 import pytest
 import torch
 
-import speed
 import train
 import utils
+from course import models, resume, speed
 
 
 def tiny_run(data, out, *extra):
@@ -39,7 +39,7 @@ def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys, fixed_spee
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1]
     for name in ("last.pt", "best.pt"):
-        state = utils.load_checkpoint(tmp_path / name)
+        state = models.load_checkpoint(tmp_path / name)
         assert state["arch"] == "resnet50" and state["epoch"] == 1 and state["recipe"]["epochs"] == 1
         assert {"optimizer", "scheduler", "torch_rng", "batches_rng"} <= state.keys()
     with pytest.raises(utils.UserError, match="already holds a run"):
@@ -57,8 +57,8 @@ def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch, fix
         train.main(tiny_run(tiny_data, tmp_path / "resumed", "--epochs", "3", "--resume"))
     train.main(tiny_run(tiny_data, tmp_path / "resumed", "--epochs", "2", "--resume"))
 
-    straight = utils.load_checkpoint(tmp_path / "straight" / "last.pt")
-    resumed = utils.load_checkpoint(tmp_path / "resumed" / "last.pt")
+    straight = models.load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = models.load_checkpoint(tmp_path / "resumed" / "last.pt")
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     assert resumed["history"][1]["train_loss"] == pytest.approx(straight["history"][1]["train_loss"], rel=1e-3)
     for key, value in straight["model"].items():
@@ -70,7 +70,7 @@ def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys, fixed_s
     target = tmp_path / "shipped.pt"
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--export", str(target)))
     assert "after the half-precision round trip" in capsys.readouterr().out
-    shipped = utils.load_checkpoint(target)
+    shipped = models.load_checkpoint(target)
     assert shipped["model"]["fc.weight"].dtype == torch.float16 and "optimizer" not in shipped
     assert target.stat().st_size < 0.6 * (tmp_path / "best.pt").stat().st_size
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".check")] == []
@@ -78,20 +78,20 @@ def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys, fixed_s
 
 def test_a_second_stage_records_the_first(tiny_data, tmp_path, fixed_speed):
     train.main(tiny_run(tiny_data, tmp_path / "first", "--epochs", "2"))
-    first = utils.load_checkpoint(tmp_path / "first" / "best.pt")
+    first = models.load_checkpoint(tmp_path / "first" / "best.pt")
     init = str(tmp_path / "first" / "best.pt")
     train.main(tiny_run(tiny_data, tmp_path / "second", "--epochs", "1", "--lr", "0.05", "--init", init))
     target = tmp_path / "shipped.pt"
     train.main(tiny_run(tiny_data, tmp_path / "second", "--epochs", "1", "--lr", "0.05", "--init", init,
                         "--export", str(target)))
-    shipped = utils.load_checkpoint(target)
+    shipped = models.load_checkpoint(target)
     assert shipped["epoch"] == 1 and shipped["total_epochs"] == first["epoch"] + 1
     [stage] = shipped["stages"]
     assert stage["epochs"] == first["epoch"] and stage["recipe"] == first["recipe"]
     assert stage["history"] == first["history"]
     assert shipped["recipe"]["lr"] == 0.05 and shipped["recipe"]["init"].endswith("best.pt")
     history = json.loads((tmp_path / "second" / "history.json").read_text())
-    assert [row["epoch"] for row in utils.whole_history(shipped, history)] == list(range(1, first["epoch"] + 2))
+    assert [row["epoch"] for row in resume.whole_history(shipped, history)] == list(range(1, first["epoch"] + 2))
 
 
 @pytest.mark.parametrize("flag", ["--epochs", "--batch-size"])
@@ -104,14 +104,14 @@ def test_non_positive_numbers_are_refused(flag, capsys):
 def test_ema_and_cutout_run_and_record_both_accuracies(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(speed, "native_bf16", lambda device: False)  # so auto has only fp32 candidates, whatever CPU
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--ema", "0.9", "--cutout", "8", "--precision", "auto"))
-    state = utils.load_checkpoint(tmp_path / "last.pt")
+    state = models.load_checkpoint(tmp_path / "last.pt")
     assert state["recipe"]["ema"] == 0.9 and state["recipe"]["augmentation"].endswith("+cutout-8")
     assert state["recipe"]["precision"] == "fp32"  # auto records what it chose, not "auto"
     assert state["model"].keys() == state["train_model"].keys()
     assert not torch.equal(state["model"]["fc.weight"], state["train_model"]["fc.weight"])  # the average differs
     row = state["history"][0]
     assert row["val_accuracy"] == max(row["val_accuracy_ema"], row["val_accuracy_raw"])
-    best = utils.load_checkpoint(tmp_path / "best.pt")
+    best = models.load_checkpoint(tmp_path / "best.pt")
     kept = state["train_model"] if row["kept"] == "raw" else state["model"]
     assert torch.equal(best["model"]["fc.weight"], kept["fc.weight"])
 
@@ -140,7 +140,7 @@ def test_resume_switches_precision_only_when_asked_and_records_it(tiny_data, tmp
     assert "precision switched bf16 -> fp32 from epoch 2 on" in capsys.readouterr().out
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "3", "--resume", "--precision", "auto"))  # ...and stays fp32
-    state = utils.load_checkpoint(tmp_path / "last.pt")
+    state = models.load_checkpoint(tmp_path / "last.pt")
     assert state["recipe"]["precision"] == "fp32"
     assert [row.get("precision_switch") for row in state["history"]] == [None, "bf16 -> fp32", None]
     assert [row["speed"].split(",")[0] for row in state["history"]] == ["bf16 autocast", "fp32", "fp32"]
@@ -152,11 +152,11 @@ def test_resume_accepts_a_run_saved_before_precision_and_world_size_were_recorde
     with pytest.raises(KeyboardInterrupt):
         train.main(tiny_run(tiny_data, tmp_path, "--epochs", "2"))
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
-    state = utils.load_checkpoint(tmp_path / "last.pt")
+    state = models.load_checkpoint(tmp_path / "last.pt")
     del state["recipe"]["precision"], state["recipe"]["world_size"]  # what runs of earlier versions of train.py hold
     torch.save(state, tmp_path / "last.pt")
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "2", "--resume"))
-    assert [row["epoch"] for row in utils.load_checkpoint(tmp_path / "last.pt")["history"]] == [1, 2]
+    assert [row["epoch"] for row in models.load_checkpoint(tmp_path / "last.pt")["history"]] == [1, 2]
 
 
 @pytest.mark.parametrize("schedule, first, last", [("cosine", 0.1, 0.0), ("constant", 0.1, 0.1)])

@@ -5,6 +5,7 @@ import torch
 from conftest import make_image_folder, make_torchvision_copy
 
 import utils
+from course import models
 
 
 def test_image_folder(tiny_data):
@@ -122,7 +123,7 @@ def test_cutout_greys_one_square_per_image_and_only_when_asked():
 
 def test_save_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "x"})
+    models.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "x"})
     before = path.read_bytes()
 
     def crash(*args, **kwargs):
@@ -130,6 +131,6 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError):
-        utils.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "y"})
+        models.save_checkpoint(path, torch.nn.Linear(2, 2), {"arch": "y"})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind

@@ -20,13 +20,11 @@ from pathlib import Path
 
 import torch
 
-import common
-import distributed
-import main as course
-import plots
-import speed
+import main as finetune
 import train
 import utils
+from course import cli, distributed, loops, models, resume, speed
+from experiments import plots
 
 THREE_CLASSES = ("airplane", "automobile", "bird")
 THREE_CLASS_EPOCHS = {"vgg16-course": 20, "resnet50-cifar": 15}  # model -> the report's epochs
@@ -108,7 +106,7 @@ def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int
     labels = load_train(args.data_dir, classes)[1]
     info = read_json(run / "experiment.json", {}) if resuming else {}
     info.update(model=model, classes=list(classes),
-                parameters=sum(p.numel() for p in utils.build_model(model, len(classes)).parameters()),
+                parameters=sum(p.numel() for p in models.build_model(model, len(classes)).parameters()),
                 epochs_requested=requested, epochs_reported=reported,
                 data_dir=args.data_dir or "CIFAR-10 via torchvision",
                 train_images=len(labels) - args.val_per_class * len(classes),
@@ -116,20 +114,20 @@ def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int
                 devices=sorted(set(info.get("devices", [])) | {describe_device(args.device)}),
                 command=f"{distributed.launcher()} train.py " + " ".join(argv))
     if not resuming and distributed.is_main():  # before training, so that an interrupted run is described too
-        common.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
+        cli.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
     distributed.say(f"== {info['command']}")
     train.main(argv)
     if distributed.is_main():
-        common.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
+        cli.write_atomically(run / "experiment.json", json.dumps(info, indent=1).encode())
 
 
 def predict(model: torch.nn.Module, arch: str, classes: tuple[str, ...], images: torch.Tensor, labels: torch.Tensor,
             device: torch.device, precision: str) -> torch.Tensor:
     """The predicted class of every uint8 image, in order, on the fastest evaluation path for --precision."""
-    choice = speed.choose(arch, len(classes), train.EVAL_BATCH_SIZE, False, device, precision)
-    batches = utils.Batches(images, labels, train.EVAL_BATCH_SIZE, device, train=False)
+    choice = speed.choose(arch, len(classes), loops.EVAL_BATCH_SIZE, False, device, precision)
+    batches = utils.Batches(images, labels, loops.EVAL_BATCH_SIZE, device, train=False)
     batches.channels_last = choice.config.channels_last
-    return train.evaluate(speed.prepare(model, device, choice.config), batches, device, choice.config).predictions
+    return loops.evaluate(speed.prepare(model, device, choice.config), batches, device, choice.config).predictions
 
 
 def write_run_figures(run: Path, data_dir: str | None, device_name: str | None, precision: str = "auto") -> list[Path]:
@@ -137,14 +135,14 @@ def write_run_figures(run: Path, data_dir: str | None, device_name: str | None, 
     validation split."""
     history = read_json(run / "history.json", [])
     if not history or not (run / "best.pt").is_file():
-        raise common.UserError(f"{run} holds no finished epoch (history.json and best.pt): "
-                               "give a folder written by train.py or experiments.py.")
-    state = utils.load_checkpoint(run / "best.pt")
+        raise cli.UserError(f"{run} holds no finished epoch (history.json and best.pt): "
+                            "give a folder written by train.py or python -m experiments.reports.")
+    model, state = models.load_trained(run / "best.pt")
     recipe, classes, arch = state.get("recipe", {}), tuple(state["classes"]), state["arch"]
     if "val_per_class" not in recipe:
-        raise common.UserError(f"{run / 'best.pt'} does not say which images were held out for validation; "
-                               "it was not written by train.py.")
-    history = utils.whole_history(state, history)
+        raise cli.UserError(f"{run / 'best.pt'} does not say which images were held out for validation; "
+                            "it was not written by train.py.")
+    history = resume.whole_history(state, history)
     stages = f", {len(state['stages']) + 1} stages" if state.get("stages") else ""
     title = f"{MODEL_NAMES.get(arch, arch)}, {len(classes)} classes ({run.name}{stages})"
     paths = [plots.plot_history(history, run / "history.png", title),
@@ -154,8 +152,6 @@ def write_run_figures(run: Path, data_dir: str | None, device_name: str | None, 
     index = utils.validation_indices(labels, recipe["val_per_class"], recipe["split_seed"])
     images, labels = images[index], labels[index]
     device = utils.pick_device(device_name)
-    model = utils.build_model(arch, len(classes))
-    utils.load_weights(model, state, arch, classes, run / "best.pt")
     predictions = predict(model, arch, classes, images, labels, device, precision)
     accuracy = 100.0 * (predictions == labels).float().mean().item()
     if abs(accuracy - state["accuracy"]) > 0.5:
@@ -180,7 +176,7 @@ def run_row(run: Path, name: str, reported: str) -> tuple[list[str], bool] | Non
     row = [name, f"{info['parameters']:,}", f"{info['train_images']:,} / {info['validation_images']:,}",
            epochs_cell(len(history), info["epochs_requested"], info["epochs_reported"]),
            f"{history[0]['val_accuracy']:.2f} %", f"{best['val_accuracy']:.2f} % (epoch {best['epoch']})",
-           f"{common.format_seconds(sum(row['seconds'] for row in history))} on {', '.join(info['devices'])}", reported]
+           f"{cli.format_seconds(sum(row['seconds'] for row in history))} on {', '.join(info['devices'])}", reported]
     return row, len(history) < info["epochs_reported"]
 
 
@@ -195,7 +191,7 @@ def write_results(out: Path, title: str, intro: str, rows: list[tuple[list[str],
     warning = ("\n**Shorter than the report's runs** (see \"epochs run\"): these numbers are not the report's "
                "experiment and must not be quoted as such.\n") if short else ""
     text = f"# {title}\n\n{intro}\n{warning}\n{markdown_table(header, [row for row, _ in rows])}"
-    path = common.write_atomically(out / "results.md", text.encode())
+    path = cli.write_atomically(out / "results.md", text.encode())
     print(f"\n{text}\nWrote {path}", flush=True)
     return path
 
@@ -227,10 +223,10 @@ def three_class(args) -> None:
 
 def check_pretrained(path: str, val_per_class: int) -> None:
     """Refuse a checkpoint that may have trained on the validation images used here."""
-    recipe = utils.load_checkpoint(path).get("recipe", {})
+    recipe = models.load_checkpoint(path).get("recipe", {})
     held_out = (recipe.get("val_per_class"), recipe.get("split_seed"))
     if held_out != (val_per_class, 0):
-        raise common.UserError(f"{path} was trained with {held_out[0]} images per class held out "
+        raise cli.UserError(f"{path} was trained with {held_out[0]} images per class held out "
                                f"(split seed {held_out[1]}), not {val_per_class} (seed 0), so it may have seen this "
                                "comparison's validation images. Pass the matching --val-per-class, or a checkpoint "
                                "made by train.py.")
@@ -262,7 +258,7 @@ def course_run(args) -> None:
     """The course's own run: main.py with Adam at lr 1e-3 for 1 epoch from the checkpoint, then the test accuracy."""
     out = Path(args.out or "runs/course-run")
     if (out / "results.md").exists():
-        raise common.UserError(f"{out} already holds a course run ({out / 'results.md'}): "
+        raise cli.UserError(f"{out} already holds a course run ({out / 'results.md'}): "
                                "delete the folder or choose another --out.")
     epochs = args.epochs or COURSE_EPOCHS
     weights = out / "resnet50_finetuned.pt"
@@ -275,20 +271,20 @@ def course_run(args) -> None:
     command = "python main.py " + " ".join(argv)
     print(f"== {command}", flush=True)
     started = time.perf_counter()
-    course.main(argv)
+    finetune.main(argv)
     seconds = time.perf_counter() - started
-    accuracy = utils.load_checkpoint(weights)["accuracy"]
+    accuracy = models.load_checkpoint(weights)["accuracy"]
     test_images = len(utils.load_split("test", args.data_dir)[1])
     header = ["run", "epochs run", "test images", "test accuracy", "wall time (data loading included)", "the course"]
     row = [f"`{command}`", epochs_cell(epochs, epochs, COURSE_EPOCHS),
            f"{test_images:,} ({args.data_dir or 'CIFAR-10 test set'})", f"{accuracy:.2f} %",
-           f"{common.format_seconds(seconds)} on {describe_device(args.device)}", REPORTED["course"]]
+           f"{cli.format_seconds(seconds)} on {describe_device(args.device)}", REPORTED["course"]]
     note = "\n**Not the course's 1-epoch run** (see \"epochs run\").\n" if epochs != COURSE_EPOCHS else ""
     text = (f"# The course's run: Adam, lr 1e-3, from the pretrained checkpoint\n\nBatch 100, random crop + flip, "
             f"trained on the whole training split of --data-dir and tested on its test split "
             f"(the course: CIFAR-10's 10,000 test images).\n"
             f"{note}\n{markdown_table(header, [row])}")
-    path = common.write_atomically(out / "results.md", text.encode())
+    path = cli.write_atomically(out / "results.md", text.encode())
     print(f"\n{text}\nWrote {path}", flush=True)
 
 
@@ -302,7 +298,7 @@ def figures(args) -> None:
 
 def add_common(parser: argparse.ArgumentParser, epochs_help: str, out: str) -> None:
     """The flags every experiment takes."""
-    parser.add_argument("--epochs", type=common.positive_int,
+    parser.add_argument("--epochs", type=cli.positive_int,
                         help=f"{epochs_help}; fewer makes a shortened run, and the table says so")
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ "
                         "(default: download into data/)")
@@ -323,7 +319,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                "runs/three-class")
     p.add_argument("--models", nargs="+", choices=list(THREE_CLASS_EPOCHS), default=list(THREE_CLASS_EPOCHS),
                    help="models to train (default: both); the table lists every model already run in --out")
-    p.add_argument("--val-per-class", type=common.positive_int, default=1000,
+    p.add_argument("--val-per-class", type=cli.positive_int, default=1000,
                    help="training images per class held out for validation "
                    "(default: 1000: 12,000 train / 3,000 validation)")
     p.set_defaults(handler=three_class)
@@ -335,7 +331,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_common(p, f"epochs of each run (default: the report's {SCRATCH_EPOCHS})", "runs/scratch-vs-pretrained")
     p.add_argument("--checkpoint", default="checkpoints/resnet50_cifar10.pt",
                    help="pretrained weights (default: checkpoints/resnet50_cifar10.pt)")
-    p.add_argument("--val-per-class", type=common.positive_int, default=500,
+    p.add_argument("--val-per-class", type=cli.positive_int, default=500,
                    help="training images per class held out for validation; must be the checkpoint's (default: 500)")
     p.set_defaults(handler=scratch_vs_pretrained)
 
@@ -364,13 +360,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if distributed.launched() and args.handler in (course_run, figures) and int(os.environ["WORLD_SIZE"]) > 1:
-        raise common.UserError(f"{args.command} runs in one process (main.py, the students' run, stays one process; "
+        raise cli.UserError(f"{args.command} runs in one process (main.py, the students' run, stays one process; "
                                f"figures need no training): start it with python experiments.py {args.command} ..., "
                                "not torchrun.")
-    device = distributed.pick_device(args.device)
+    device = distributed.rank_device(args.device)
     with distributed.process_group(device):  # once for all the runs of the experiment (train.py joins it)
         args.handler(args)
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    cli.run_cli(main)

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from utils import UserError, write_atomically  # noqa: E402
+from course.cli import UserError, write_atomically  # noqa: E402
 
 LABELS = {"train_loss": "training loss", "val_loss": "validation loss", "train_accuracy": "training accuracy (%)",
           "val_accuracy": "validation accuracy (%)", "lr": "learning rate", "seconds": "seconds per epoch"}

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import edit, run_grade
+from submissions import edit, run_grade
 
 from grading.sandbox import bwrap_problem
 

@@ -4,10 +4,10 @@ import matplotlib.image
 import pytest
 import torch
 
-import experiments
-import plots
+from experiments import reports
 import utils
-from resnet_cifar import ResNet50Cifar
+from course.resnet_cifar import ResNet50Cifar
+from experiments import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY = [{"epoch": e, "train_loss": 2.0 / e, "train_accuracy": 30.0 + 10 * e, "val_loss": 2.2 / e,
@@ -92,7 +92,7 @@ def test_three_class_end_to_end(tiny_data, tmp_path, capsys, fixed_speed):
     out = tmp_path / "three-class"
     argv = ["three-class", "--data-dir", str(tiny_data), "--out", str(out), "--epochs", "1", "--models", "vgg16-course",
             "--val-per-class", "2", "--device", "cpu"]
-    experiments.main(argv)
+    reports.main(argv)
     results = (out / "results.md").read_text()
     assert "1 of 20 epochs" in results and "not the report's run" in results
     assert "Shorter than the report's runs" in results
@@ -101,6 +101,6 @@ def test_three_class_end_to_end(tiny_data, tmp_path, capsys, fixed_speed):
         assert_png(out / "vgg16-course" / name)
     assert (out / "vgg16-course" / "history.csv").read_text().startswith("epoch,")
     (out / "vgg16-course" / "confusion.png").unlink()
-    experiments.main(["figures", str(out / "vgg16-course"), "--data-dir", str(tiny_data), "--device", "cpu"])
+    reports.main(["figures", str(out / "vgg16-course"), "--data-dir", str(tiny_data), "--device", "cpu"])
     assert_png(out / "vgg16-course" / "confusion.png")
     assert "warning" not in capsys.readouterr().out

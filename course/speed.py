@@ -24,8 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import common
-import utils
+from course import cli, models
 
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_HELP = ("auto (default): time fp32 and, where the hardware has it, bf16 autocast, and use the faster; "
@@ -189,7 +188,7 @@ def read_cache() -> dict:
 def write_cache(choices: dict) -> None:
     """Store the choices; a cache that cannot be written only costs a re-measurement next time."""
     try:
-        common.write_atomically(cache_path(), json.dumps({"version": CACHE_VERSION, "choices": choices}, indent=1))
+        cli.write_atomically(cache_path(), json.dumps({"version": CACHE_VERSION, "choices": choices}, indent=1))
     except OSError:
         pass
 
@@ -250,7 +249,7 @@ def choose(arch: str, num_classes: int, batch_size: int, training: bool, device:
            precision: str = "auto", retune: bool = False) -> Choice:
     """The fastest candidate for this model, batch size, mode and --precision: from the cache, or timed now."""
     if precision not in PRECISIONS + ("tf32",):
-        raise common.UserError(f"unknown precision '{precision}': use one of {', '.join(PRECISIONS)}.")
+        raise cli.UserError(f"unknown precision '{precision}': use one of {', '.join(PRECISIONS)}.")
     skipped = "" if precision != "auto" or native_bf16(device) or device.type != "cpu" else \
         "bf16 not tried: this CPU has no native bf16 (AVX512_BF16 or AMX)"
     options = candidates(device, precision)
@@ -266,7 +265,7 @@ def choose(arch: str, num_classes: int, batch_size: int, training: bool, device:
 
     started = time.perf_counter()
     torch.manual_seed(0)
-    model = utils.build_model(arch, num_classes)  # one throwaway model, switched from one config to the next
+    model = models.build_model(arch, num_classes)  # one throwaway model, switched from one config to the next
     if not any(is_plain_1x1_conv(module) for module in model.modules()):  # VGG16: the same network twice
         options = [config for config in options if not config.matmul_1x1]
     baseline = images_per_second(model, COURSE_WAY, batch_size, training, device)

@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-import common
 import utils
+from course.cli import UserError
 
 
 def launched() -> bool:
@@ -52,17 +52,17 @@ def launcher() -> str:
     return f"torchrun --nnodes {world_size() // per_node} --nproc_per_node {per_node}"
 
 
-def pick_device(name: str | None) -> torch.device:
+def rank_device(name: str | None) -> torch.device:
     """utils.pick_device's choice; under torchrun on CUDA, the GPU of this process's LOCAL_RANK (one GPU a rank)."""
     device = utils.pick_device(name)
     if not launched() or device.type != "cuda":
         return device
     if device.index is not None and int(os.environ["WORLD_SIZE"]) > 1:
-        raise common.UserError(f"--device {name} names one GPU, but under torchrun each process takes the GPU of its "
+        raise UserError(f"--device {name} names one GPU, but under torchrun each process takes the GPU of its "
                                "LOCAL_RANK: pass --device cuda (or leave it out).")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if local_rank >= torch.cuda.device_count():
-        raise common.UserError(f"LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} GPU(s): "
+        raise UserError(f"LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} GPU(s): "
                                "start at most one process per GPU (torchrun --nproc_per_node).")
     device = torch.device("cuda", local_rank)
     torch.cuda.set_device(device)

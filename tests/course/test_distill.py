@@ -7,10 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from conftest import fixed_speed_choice
 
-import distill
-import speed
 import train
 import utils
+from course import distill, models, speed
 
 
 def tiny_run(data, out, *extra):
@@ -50,9 +49,9 @@ def test_a_run_with_a_teacher_trains_records_it_and_its_loss_differs(tiny_data, 
     train.main(tiny_run(tiny_data, tmp_path / "taught", "--teacher", teacher))
     alone = json.loads((tmp_path / "alone" / "history.json").read_text())
     taught = json.loads((tmp_path / "taught" / "history.json").read_text())
-    recipe = utils.load_checkpoint(tmp_path / "taught" / "last.pt")["recipe"]
+    recipe = models.load_checkpoint(tmp_path / "taught" / "last.pt")["recipe"]
     assert recipe["teacher"] == teacher and recipe["kd_weight"] == 0.5 and recipe["kd_temperature"] == 4.0
-    assert "teacher" not in utils.load_checkpoint(tmp_path / "alone" / "last.pt")["recipe"]
+    assert "teacher" not in models.load_checkpoint(tmp_path / "alone" / "last.pt")["recipe"]
     # same seed, same batches, same first weights: only the loss differs
     assert taught[0]["train_loss"] != pytest.approx(alone[0]["train_loss"], rel=1e-3)
     assert torch.isfinite(torch.tensor(taught[0]["train_loss"]))

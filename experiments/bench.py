@@ -22,10 +22,9 @@ import torch.nn as nn
 import torchvision.transforms as T
 from PIL import Image
 
-import common
-import speed
 import utils
-from train import EVAL_BATCH_SIZE, MOMENTUM, evaluate, train_one_epoch
+from course import cli, models, speed
+from course.loops import EVAL_BATCH_SIZE, MOMENTUM, evaluate, train_one_epoch
 
 
 class PILDataset(torch.utils.data.Dataset):
@@ -66,14 +65,14 @@ def course_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, d
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Measure training and evaluation throughput (images/s) "
                                      "on synthetic CIFAR-sized data.")
-    parser.add_argument("--model", choices=utils.MODELS, default="resnet50",
+    parser.add_argument("--model", choices=models.MODELS, default="resnet50",
                         help="architecture to measure (default: resnet50)")
-    parser.add_argument("--batch-size", type=common.positive_int, default=100,
+    parser.add_argument("--batch-size", type=cli.positive_int, default=100,
                         help="training batch size, as main.py (default: 100)")
     for flag, default, words in (("--steps", 6, "training steps timed in each repeat"),
                                  ("--repeats", 3, "repeats of each measurement; the median is reported"),
                                  ("--eval-images", 3000, "images per evaluation repeat")):
-        parser.add_argument(flag, type=common.positive_int, default=default, help=f"{words} (default: {default})")
+        parser.add_argument(flag, type=cli.positive_int, default=default, help=f"{words} (default: {default})")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
     parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
@@ -84,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="classes of the accuracy check (default: airplane,automobile,bird)")
     for flag, default, words in (("--check-images", 3000, "training images"), ("--check-epochs", 3, "epochs"),
                                  ("--check-seeds", 3, "seeds (initial weights, order, augmentation)")):
-        parser.add_argument(flag, type=common.positive_int, default=default,
+        parser.add_argument(flag, type=cli.positive_int, default=default,
                             help=f"{words} of the accuracy check (default: {default})")
     return parser.parse_args(argv)
 
@@ -119,10 +118,10 @@ def accuracy_check(args, device) -> None:
     accuracy = {"fp32": [], "chosen": []}
     for seed in range(args.check_seeds):
         utils.seed_everything(seed)
-        initial = utils.build_model(args.model, len(classes)).state_dict()
+        initial = models.build_model(args.model, len(classes)).state_dict()
         for path in accuracy:
             utils.seed_everything(seed)
-            model = utils.build_model(args.model, len(classes))
+            model = models.build_model(args.model, len(classes))
             model.load_state_dict(initial)
             if path == "fp32":  # the course's way: fp32 NCHW, PIL transforms, DataLoader
                 train_config = eval_config = speed.COURSE_WAY
@@ -161,7 +160,7 @@ def timed_path(args, device, images, labels, train_config: speed.Config, eval_co
         train_data = utils.Batches(train_images, train_labels, args.batch_size, device, train=True)
         eval_data = utils.Batches(eval_images, eval_labels, EVAL_BATCH_SIZE, device, train=False)
         train_data.channels_last, eval_data.channels_last = train_config.channels_last, eval_config.channels_last
-    model = speed.prepare(utils.build_model(args.model, 10), device, train_config)
+    model = speed.prepare(models.build_model(args.model, 10), device, train_config)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=MOMENTUM)
 
     def train() -> None:
@@ -211,4 +210,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    cli.run_cli(main)

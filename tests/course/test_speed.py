@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-import speed
+from course import speed
 from resnet import ResNet50
 
 CPU = torch.device("cpu")
@@ -96,5 +96,5 @@ def test_real_timing_of_a_tiny_batch_gives_a_rate():
 
 
 def test_unknown_precision_is_a_user_error():
-    with pytest.raises(speed.common.UserError, match="unknown precision"):
+    with pytest.raises(speed.cli.UserError, match="unknown precision"):
         speed.choose("resnet50", 10, 4, True, CPU, precision="fp8")

@@ -1,7 +1,7 @@
-"""bench.py runs end to end on a tiny setting and ends with its machine-readable line."""
+"""experiments/bench.py runs end to end on a tiny setting and ends with its machine-readable line."""
 import re
 
-import bench
+from experiments import bench
 
 FINAL_LINE = re.compile(r"cpu=\S+ precision=\S+ train_baseline_img_s=[\d.]+ train_img_s=[\d.]+ train_speedup=[\d.]+ "
                         r"eval_baseline_img_s=\d+ eval_img_s=\d+ eval_speedup=[\d.]+ peak_rss_gb=[\d.]+")

@@ -10,9 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import common
-import speed
-import utils
+from course import models, speed
+from course.cli import UserError
 
 
 class Distillation(nn.Module):
@@ -36,14 +35,12 @@ class Distillation(nn.Module):
 
 def load_teacher(path: str, classes: tuple[str, ...], device, config: speed.Config) -> nn.Module:
     """A trained model of any of MODELS, frozen in eval mode and run the way `config` says."""
-    state = utils.load_checkpoint(path)
+    teacher, state = models.load_trained(path)
     if tuple(state.get("classes", ())) != tuple(classes):
-        raise common.UserError(
+        raise UserError(
             f"the teacher {path} predicts {len(state.get('classes', ()))} classes "
             f"({', '.join(state.get('classes', ()))}), but this run trains on {len(classes)} "
             f"({', '.join(classes)}): the two softmaxes must be over the same classes, in the same order. "
             "Pass a teacher trained with the run's --classes, or change --classes to the teacher's.")
-    teacher = utils.build_model(state.get("arch"), len(classes))
-    utils.load_weights(teacher, state, state.get("arch"), tuple(classes), path)
     teacher.requires_grad_(False)
     return speed.prepare(teacher, device, config).eval()  # eval: its batch-norm uses its own statistics

@@ -17,10 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from conftest import fixed_speed_choice, side_by_side
 
-import common
-import speed
 import train
 import utils
+from course import cli, models, speed
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_KEYS = {"seconds", "train_seconds"}
@@ -63,7 +62,7 @@ def test_two_ranks_of_batch_b_take_the_steps_of_one_process_of_batch_2b(tiny_dat
     one, two = load(tmp_path / "one" / "last.pt"), load(tmp_path / "two" / "last.pt")
     assert one["recipe"]["world_size"] == 1 and two["recipe"]["world_size"] == 2
     torch.manual_seed(0)  # the weights both runs started from
-    start = utils.build_model("resnet50", 10).state_dict()
+    start = models.build_model("resnet50", 10).state_dict()
     moved = max((one["model"][k] - start[k]).abs().max().item() for k in start if start[k].is_floating_point())
     apart = max((one["model"][k] - two["model"][k]).abs().max().item() for k in start if start[k].is_floating_point())
     assert moved > 1e-3  # the 3 steps changed the weights...
@@ -122,14 +121,14 @@ def test_a_failing_rank_says_why_in_one_line_and_the_run_resumes(two_rank_runs):
 
 def test_resuming_with_another_number_of_processes_is_refused(two_rank_runs, capsys, fixed_speed):
     with pytest.raises(SystemExit) as exit_info:  # python train.py, 1 process, on the 2-process run
-        common.run_cli(train.main, tiny_run(two_rank_runs["data"], two_rank_runs["out"] / "straight", "--epochs", "2",
+        cli.run_cli(train.main, tiny_run(two_rank_runs["data"], two_rank_runs["out"] / "straight", "--epochs", "2",
                                             "--cutout", "8", "--ema", "0.9", "--lr", "0.05", "--resume"))
     assert exit_info.value.code == 2
     assert "was trained by 2 process(es), and this is 1" in capsys.readouterr().err
 
 
 def test_sync_bn_is_refused_on_the_cpu(tmp_path):
-    with pytest.raises(common.UserError, match="--sync-bn needs CUDA GPUs"):
+    with pytest.raises(cli.UserError, match="--sync-bn needs CUDA GPUs"):
         train.main(["--out", str(tmp_path), "--device", "cpu", "--sync-bn"])
 
 
@@ -171,13 +170,13 @@ if __name__ == "__main__":  # one process of a test run: the test-only settings,
 
         def failing(*args, **kwargs):
             if args[5] == fail_at and torch.distributed.get_rank() == 1:  # what train_one_epoch says on a NaN loss
-                raise common.UserError(f"the loss became NaN at epoch {fail_at}, step 1: lower --lr and try again.")
+                raise cli.UserError(f"the loss became NaN at epoch {fail_at}, step 1: lower --lr and try again.")
             return real_epoch(*args, **kwargs)
 
         train.train_one_epoch = failing
     if sys.argv[split] == "--experiments":
         import experiments  # here only: it imports matplotlib, which the training runs do not need
 
-        common.run_cli(experiments.main, argv)
+        cli.run_cli(experiments.main, argv)
     else:
-        common.run_cli(train.main, argv)
+        cli.run_cli(train.main, argv)

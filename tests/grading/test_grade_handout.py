@@ -9,7 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import run_grade, side_by_side
+from conftest import side_by_side
+from submissions import run_grade
 
 from grading.compare import Reference
 from grading.handout import checkpoint_lines, handout_modules, leaked_answers

@@ -6,7 +6,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import run_grade
+from submissions import run_grade
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import INLINE_NESTED
+from submissions import INLINE_NESTED
 
 from grading.builds import own_part
 from grading.judge import BUILD_NOTE

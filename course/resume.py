@@ -4,8 +4,7 @@ from pathlib import Path
 
 import torch
 
-import common
-import utils
+from course import cli, models
 
 
 def saved_recipe(state: dict) -> dict:
@@ -16,9 +15,9 @@ def saved_recipe(state: dict) -> dict:
 def restore_run(state: dict, model, optimizer, scheduler, train_batches, ema) -> tuple[list, int, float]:
     """Put a saved run's weights, optimizer, schedule and random states back; returns history, next epoch, best."""
     weights = {"model": state["train_model"]} if "train_model" in state else state
-    utils.load_weights(model, {**state, **weights}, state["arch"], tuple(state["classes"]), "last.pt")
+    models.load_weights(model, {**state, **weights}, state["arch"], tuple(state["classes"]), "last.pt")
     if ema is not None:
-        utils.load_weights(ema.module, state, state["arch"], tuple(state["classes"]), "last.pt")
+        models.load_weights(ema.module, state, state["arch"], tuple(state["classes"]), "last.pt")
         ema.n_averaged.fill_(max(1, state["epoch"]))  # not 0: the next update averages instead of copying
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -37,21 +36,21 @@ def save_epoch(out: Path, model, ema, meta: dict, is_best: bool, kept, **state) 
     if ema is not None:
         state["train_model"] = {key: value.cpu() for key, value in model.state_dict().items()}
     if is_best:
-        utils.save_checkpoint(out / "best.pt", kept, meta, **state)
-    utils.save_checkpoint(out / "last.pt", averaged, meta, **state)
-    utils.write_atomically(out / "history.json", json.dumps(state["history"], indent=1))
+        models.save_checkpoint(out / "best.pt", kept, meta, **state)
+    models.save_checkpoint(out / "last.pt", averaged, meta, **state)
+    cli.write_atomically(out / "history.json", json.dumps(state["history"], indent=1))
 
 
 def open_run(args, out: Path, device) -> tuple[dict | None, str]:
     """The saved state to resume (None for a new run) and the precision the run goes on with."""
     if (out / "last.pt").exists() and not (args.resume or args.export):
-        raise common.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
+        raise cli.UserError(f"{out} already holds a run. Pass --resume to continue it, or choose another --out.")
     if not args.resume:
         return None, args.precision
     if not (out / "last.pt").exists():
-        raise common.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. "
+        raise cli.UserError(f"nothing to resume: {out / 'last.pt'} does not exist. "
                                "Leave out --resume to start a run.")
-    state = utils.load_checkpoint(out / "last.pt", device)
+    state = models.load_checkpoint(out / "last.pt", device)
     # auto keeps the run's own precision; fp32 or bf16 switches it (e.g. on a CPU without native bf16)
     return state, saved_recipe(state)["precision"] if args.precision == "auto" else args.precision
 
@@ -60,11 +59,26 @@ def check_resumable(state: dict, recipe: dict, out: Path) -> None:
     """Refuse to resume a run with another recipe (the precision may change: open_run decided it)."""
     saved = saved_recipe(state)
     if saved["world_size"] != recipe["world_size"]:
-        raise common.UserError(
+        raise cli.UserError(
             f"{out} was trained by {saved['world_size']} process(es), and this is {recipe['world_size']}: each "
             "process's share of the data and its random draws depend on their number. Resume it with as many "
             f"(torchrun --nnodes x --nproc_per_node = {saved['world_size']}; plain python for 1), or start a new run "
             "with another --out.")
     if saved | {"precision": recipe["precision"]} != recipe:
-        raise common.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with "
+        raise cli.UserError(f"{out / 'last.pt'} was made with another recipe ({state.get('recipe')}); resume with "
                                "the same flags or use another --out.")
+
+
+def stages_of(checkpoint: dict) -> list[dict]:
+    """The training stages behind a checkpoint: its own earlier stages, then itself."""
+    own = {key: checkpoint[key] for key in ("recipe", "accuracy", "history") if key in checkpoint}
+    return checkpoint.get("stages", []) + [own | {"epochs": checkpoint.get("epoch", 0)}]
+
+
+def whole_history(checkpoint: dict, history: list[dict]) -> list[dict]:
+    """`history` of a run preceded by its earlier stages' histories, epochs numbered on from one stage to the next."""
+    rows, offset = [], 0
+    for stage in checkpoint.get("stages", []):
+        rows += [row | {"epoch": row["epoch"] + offset} for row in stage.get("history", [])]
+        offset += stage["epochs"]
+    return rows + [row | {"epoch": row["epoch"] + offset} for row in history]

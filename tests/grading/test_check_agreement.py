@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import INLINE_NESTED, edit
+from submissions import INLINE_NESTED, edit
 
 import check
 from grading.markers import find_blanks

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import edit, run_grade, side_by_side
+from conftest import side_by_side
+from submissions import edit, run_grade
 
 from grading.compare import PADDING_NOTE, STRIDE_NOTE, Reference, compare
 from grading.markers import fill_blanks, find_blanks, make_skeleton, reference_blanks

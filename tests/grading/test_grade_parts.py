@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from common import UserError
+from course.cli import UserError
 from grading import ROOT
 from grading.builds import same_build, tree_difference, valid
 from grading.cli import write_output
