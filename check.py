@@ -4,9 +4,8 @@
 Runs the assignment's layer checks on YOUR file and prints one line per blank (the code between
 `# BEGIN BLANK <id>` and `# END BLANK <id>`): pass, not done yet, or what is wrong and where to look.
 Each blank is checked on its own, so one mistake shows only in its own line. This script imports only
-the file you give it; the expected sizes are the assignment's spec (the table at the top of check.py), and
-each block is built with the same channel widths as the grader's (probes.py), none of them the network's.
-The messages say what is wrong and where to look, never more than the blank's own hint.
+the file you give it; the sizes it expects, and the channel widths it builds each block with (the grader's,
+none of them the network's), are the assignment's (course/assignment.py). No message says more than the hint.
 """
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ import ast
 import io
 import re
 import tokenize
+import traceback
 import types
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,25 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from course.assignment import PROBES, block_parameters
+from course import assignment as spec
 from course.cli import UserError, run_cli
 
-# ------------------------------------------------ the assignment's spec (the numbers of tests/test_resnet.py)
-INPUT = (3, 32, 32)  # one CIFAR-10 image; every check uses a batch of 2
-STEM_CONV = (64, 16, 16)  # after layer1's 7x7 convolution
-LAYER_SHAPES = {"layer1": (64, 8, 8), "layer2": (256, 4, 4), "layer3": (512, 2, 2), "layer4": (1024, 2, 2),
-                "avgpool": (1024, 1, 1)}
-NUM_CLASSES = 10  # fc gives one logit per class
-STAGES = {  # number of blocks, in, middle and out channels, and whether the LAST block halves H and W
-    "layer2": (3, 64, 64, 256, True),
-    "layer3": (4, 256, 128, 512, True),
-    "layer4": (6, 512, 256, 1024, False),
-}
-BLOCKS = ("block_downsample", "block_same")  # each checked on its own, with the probes of probes.py
-STEM_PARAMETERS = 3 * 64 * 7 * 7 + 64  # layer1's convolution: weights and bias
-PARAMETERS = 14_750_730  # the whole model, for 10 classes
-
-BLANKS = ("stem_conv", "stem_pool", "block_downsample", "block_same", "layer2", "layer3", "layer4", "avgpool", "fc")
 CHANNELS = ("check the channel counts of your conv1x1/conv3x3 calls: which of in_channels, middle_channels and "
             "out_channels each one takes and gives")
 SPATIAL = "check the stride and padding of your convolutions"
@@ -52,70 +36,24 @@ HINTS = {"stem_conv": "look at your nn.Conv2d (the hint: 7x7 conv, 3 -> 64 chann
          "avgpool": "look at your pooling layer: it averages the whole 2x2 map",
          "fc": "look at your nn.Linear: from the pooled features (what avgpool gives) to the classes"}
 SIZE_ERRORS = re.compile(r"non-singleton dimension [23]|[Kk]ernel size can't be greater|[Oo]utput size is too small")
-PREVIOUS = {"layer2": "layer1", "layer3": "layer2", "layer4": "layer3"}
-PARTS = {"layer1": ("stem_conv", "stem_pool"), "layer2": ("layer2",), "layer3": ("layer3",), "layer4": ("layer4",),
-         "avgpool": ("avgpool",), "fc": ("fc",)}  # a part of the model -> the blanks that build it
 NOT_DONE = "not done yet (fill in the code between the BEGIN/END BLANK {} lines)"
-BEGIN = re.compile(r"^\s*#\s*BEGIN BLANK (\w+)(?:.*?\bpoints=(\d+))?")
-END = re.compile(r"^\s*#\s*END BLANK (\w+)")
 
 
 class Fail(Exception):
     """A failed check; its message says what is wrong, in the assignment's terms."""
 
 
-class NotDone(Fail):
-    """The blank still holds its placeholder."""
-
-
-@dataclass
-class Marker:
-    """A blank in the student's file: its answer lines (1-based, inclusive), points, and whether it is untouched."""
-    first: int
-    last: int
-    points: int | None
-    todo: bool
-
-
 @dataclass
 class Student:
-    """The student's file, its blanks, its module, and the ResNet50s (10 and 3 classes) used by the checks."""
+    """The student's file, its blanks, its module, and the ResNet50s (10 and 3 classes) the checks look into."""
     path: Path
     lines: list[str]
-    markers: dict[str, Marker]
+    blanks: dict[str, spec.Blank]
     module: types.ModuleType
     models: tuple[nn.Module, nn.Module] | None = None
 
 
-# ------------------------------------------------ reading and importing the file
-
-def find_markers(lines: list[str]) -> dict[str, Marker]:
-    """The blanks whose BEGIN/END marker lines are in the file."""
-    markers, opened = {}, None
-    for number, line in enumerate(lines, 1):
-        if begin := BEGIN.match(line):
-            opened = (begin[1], number, begin[2])
-        elif (end := END.match(line)) and opened and end[1] == opened[0]:
-            name, start, points = opened
-            todo = is_placeholder(lines[start:number - 1])
-            markers[name] = Marker(start + 1, number - 1, int(points) if points else None, todo)
-            opened = None
-    return markers
-
-
-def is_placeholder(body: list[str]) -> bool:
-    """True when the answer lines hold nothing but comments, or only `x = None`."""
-    code = [c for c in (re.sub(r"#.*", "", line).strip() for line in body) if c]
-    return not code or (len(code) == 1 and re.fullmatch(r"[\w.]+\s*=\s*None", code[0]) is not None)
-
-
-def load(path: Path, lines: list[str]) -> types.ModuleType:
-    """Run the file's text as a fresh module (line numbers stay those of the file)."""
-    module = types.ModuleType("student_resnet")
-    module.__file__ = str(path)
-    exec(compile("".join(lines), str(path), "exec"), module.__dict__)  # noqa: S102 - running it is the point
-    return module
-
+# ------------------------------------------------ reading and importing the file; errors in plain words
 
 def read_lines(path: Path) -> list[str]:
     """The file's lines, decoded as Python decodes it (UTF-8, or what a `# coding:` line names); else a UserError."""
@@ -146,11 +84,19 @@ def read_lines(path: Path) -> list[str]:
     return text.removeprefix("\ufeff").splitlines(keepends=True)
 
 
+def load(path: Path, lines: list[str]) -> types.ModuleType:
+    """Run the file's text as a fresh module (line numbers stay those of the file)."""
+    module = types.ModuleType("student_resnet")
+    module.__file__ = str(path)
+    exec(compile("".join(lines), str(path), "exec"), module.__dict__)  # noqa: S102 - running it is the point
+    return module
+
+
 def import_student(path: Path) -> Student:
     """Read and import the student's file; a file Python cannot import is a UserError (exit code 2)."""
     lines = read_lines(path)
     try:
-        return Student(path, lines, find_markers(lines), load(path, lines))
+        return Student(path, lines, spec.find_blanks("".join(lines))[0], load(path, lines))
     except SyntaxError as error:
         where = f", line {error.lineno}" if error.lineno else ""
         raise UserError(f"{path}{where}: {type(error).__name__}: {error.msg}.\nPython cannot read "
@@ -163,12 +109,8 @@ def import_student(path: Path) -> Student:
 
 def student_lines(error: BaseException, path: Path) -> list[int]:
     """The lines of the student's file that the error went through, innermost first."""
-    found, tb = [], error.__traceback__
-    while tb:
-        if tb.tb_frame.f_code.co_filename == str(path):
-            found.insert(0, tb.tb_lineno)
-        tb = tb.tb_next
-    return found
+    frames = reversed(traceback.extract_tb(error.__traceback__))
+    return [frame.lineno for frame in frames if frame.filename == str(path)]
 
 
 def plain(error: BaseException, path: Path) -> str:
@@ -184,8 +126,15 @@ def doing(what: str, blank: str, student: Student):
     try:
         yield
     except Exception as error:  # noqa: BLE001 - whatever the student's code raises
-        look = SPATIAL if blank in BLOCKS and SIZE_ERRORS.search(str(error)) else HINTS.get(blank)
+        look = SPATIAL if blank in spec.BLOCKS and SIZE_ERRORS.search(str(error)) else HINTS.get(blank)
         raise Fail(f"{what} raised {plain(error, student.path)}" + (f" - {look}" if look else "")) from None
+
+
+def run_part(student: Student, blank: str, what: str, module: nn.Module, shape: tuple) -> tuple[torch.Tensor, ...]:
+    """A random batch of 2 inputs of this shape, and the module's output for it (an error is a Fail)."""
+    x = torch.randn(2, *shape)
+    with doing(f"running {what} on a {fmt(shape)} input", blank, student):
+        return x, module(x)
 
 
 def fmt(shape: tuple | torch.Tensor) -> str:
@@ -198,56 +147,33 @@ def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class Recorder(nn.Module):
-    """Stands in for your ResidualBlock while layer2/3/4 are checked: it only records its arguments."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-        self.args, self.kwargs = args, kwargs
-
-
-def block_spec(in_channels, middle_channels, out_channels, downsample=False) -> tuple:
-    """The arguments of a ResidualBlock call, read with ResidualBlock's own signature."""
-    return in_channels, middle_channels, out_channels, bool(downsample)
-
-
 # ------------------------------------------------ the checks, one per blank
 
 def check_block(student: Student, blank: str) -> None:
-    """A ResidualBlock on its own, with each channel set the grader uses (probes.py)."""
-    for _, (c_in, middle, out, down), _, shape in PROBES[blank]:
-        check_one_block(student, blank, (c_in, middle, out, down), shape[-1])
-
-
-def check_one_block(student: Student, blank: str, spec: tuple, size: int) -> None:
-    """One ResidualBlock: its branch's output shape, 1x1 -> 3x3 -> 1x1 convolutions, parameters, the whole block."""
-    c_in, middle, out, down = spec
-    name = f"ResidualBlock(in={c_in}, middle={middle}, out={out}, downsample={down})"
-    with doing(f"building {name}", blank, student):
-        block = student.module.ResidualBlock(c_in, middle, out, downsample=down)
-    branch = getattr(block, "layer", None)
-    if not isinstance(branch, nn.Module) or not list(branch.children()):
-        raise NotDone
-    x = torch.randn(2, c_in, size, size)
-    with doing(f"running the branch (self.layer) of {name} on a {c_in} x {size} x {size} input", blank, student):
-        y = branch(x)
-    side = (size + 1) // 2 if down else size  # a stride-2 1x1 convolution gives ceil(size / 2)
-    if y.dim() != 4 or y.shape[1] != out:
-        raise Fail(f"the branch of {name} gives {fmt(y)}, expected {out} channels (out_channels): {CHANNELS}")
-    if y.shape[2:] != (side, side):
-        what = "it should halve H and W, once" if down else "H and W should stay the same"
-        raise Fail(f"the branch of {name} turns {size} x {size} into {y.shape[2]} x {y.shape[3]}: {what}: {SPATIAL}")
-    convs = [m for m in branch.modules() if isinstance(m, nn.Conv2d)]
-    if [c.kernel_size for c in convs] != [(1, 1), (3, 3), (1, 1)]:
-        got = " -> ".join("x".join(map(str, c.kernel_size)) for c in convs)
-        raise Fail(f"the block's branch should be 1x1 -> 3x3 -> 1x1 convolutions, yours is {got}")
-    if down and convs[0].stride != (2, 2):
-        raise Fail("the first 1x1 convolution should halve H and W (the other two keep them)")
-    if count(block) != block_parameters(c_in, middle, out):
-        raise Fail(f"{name} has {count(block):,} parameters, expected {block_parameters(c_in, middle, out):,}: "
-                   f"{CHANNELS}")
-    with doing(f"running {name} on a {c_in} x {size} x {size} input", blank, student):
-        block(x)
+    """ResidualBlock, once per probe: its branch's size, its 1x1 -> 3x3 -> 1x1 convolutions, its parameters."""
+    for _, (c_in, middle, out, down), _, (_, _, size, _) in spec.PROBES[blank]:
+        name = f"ResidualBlock(in={c_in}, middle={middle}, out={out}, downsample={down})"
+        with doing(f"building {name}", blank, student):
+            block = student.module.ResidualBlock(c_in, middle, out, downsample=down)
+        branch = getattr(block, "layer", None)
+        if not isinstance(branch, nn.Module) or not list(branch.children()):
+            raise Fail(NOT_DONE.format(blank))
+        _, y = run_part(student, blank, f"the branch (self.layer) of {name}", branch, (c_in, size, size))
+        side = (size + 1) // 2 if down else size  # a stride-2 1x1 convolution gives ceil(size / 2)
+        if y.dim() != 4 or y.shape[1] != out:
+            raise Fail(f"the branch of {name} gives {fmt(y)}, expected {out} channels (out_channels): {CHANNELS}")
+        if y.shape[2:] != (side, side):
+            what = "it should halve H and W, once" if down else "H and W should stay the same"
+            raise Fail(f"the branch of {name} turns {size} x {size} into {fmt(y.shape[2:])}: {what}: {SPATIAL}")
+        convs = [m for m in branch.modules() if isinstance(m, nn.Conv2d)]
+        if [c.kernel_size for c in convs] != [(1, 1), (3, 3), (1, 1)]:
+            got = " -> ".join("x".join(map(str, c.kernel_size)) for c in convs)
+            raise Fail(f"the block's branch should be 1x1 -> 3x3 -> 1x1 convolutions, yours is {got}")
+        if down and convs[0].stride != (2, 2):
+            raise Fail("the first 1x1 convolution should halve H and W (the other two keep them)")
+        if count(block) != (want := spec.block_parameters(c_in, middle, out)):
+            raise Fail(f"{name} has {count(block):,} parameters, expected {want:,}: {CHANNELS}")
+        run_part(student, blank, name, block, (c_in, size, size))
 
 
 def layer1_part(student: Student, blank: str) -> nn.Sequential:
@@ -258,79 +184,86 @@ def layer1_part(student: Student, blank: str) -> nn.Sequential:
         raise Fail("layer1 should keep its BatchNorm2d(64) and ReLU lines between the two blanks")
     part = nn.Sequential(*(items[:norm] if blank == "stem_conv" else items[norm + 2:]))
     if len(part) == 0:
-        raise NotDone
+        raise Fail(NOT_DONE.format(blank))
     return part
 
 
 def check_stem_conv(student: Student, blank: str) -> None:
     """layer1's convolution: one 7x7 kernel, and a 3 x 32 x 32 image becomes 64 x 16 x 16."""
     stem = layer1_part(student, blank)
-    with doing("running layer1's convolution on a 3 x 32 x 32 image", blank, student):
-        y = stem(torch.randn(2, *INPUT))
-    if y.shape[1:] != STEM_CONV:
+    _, y = run_part(student, blank, "layer1's convolution", stem, spec.INPUT)
+    if y.shape[1:] != spec.STEM_CONV:
         look = "stride and padding: (32 + 2*padding - 7) // stride + 1"
-        look = "out_channels" if y.shape[1] != STEM_CONV[0] else look
-        raise Fail(f"layer1's convolution gives {fmt(y)}, expected {fmt(STEM_CONV)}: check {look}")
+        look = "out_channels" if y.shape[1] != spec.STEM_CONV[0] else look
+        raise Fail(f"layer1's convolution gives {fmt(y)}, expected {fmt(spec.STEM_CONV)}: check {look}")
     kernels = ["x".join(map(str, m.kernel_size)) for m in stem.modules() if isinstance(m, nn.Conv2d)]
     if kernels != ["7x7"]:
         raise Fail(f"the stem should be one 7x7 convolution, yours: {' + '.join(kernels)}")
-    if count(stem) != STEM_PARAMETERS:
-        raise Fail(f"layer1's convolution has {count(stem):,} parameters, expected {STEM_PARAMETERS:,}: "
+    if count(stem) != spec.STEM_PARAMETERS:
+        raise Fail(f"layer1's convolution has {count(stem):,} parameters, expected {spec.STEM_PARAMETERS:,}: "
                    f"{HINTS['stem_conv']}")
 
 
 def check_stem_pool(student: Student, blank: str) -> None:
     """The end of layer1: a 3x3 max-pool that turns the 64 x 16 x 16 of the convolution into 64 x 8 x 8."""
     pool = layer1_part(student, blank)
-    with doing(f"running the end of layer1 on a {fmt(STEM_CONV)} input", blank, student):
-        y = pool(torch.randn(2, *STEM_CONV))
-    if y.shape[1:] != LAYER_SHAPES["layer1"]:
-        raise Fail(f"layer1: expected {fmt(LAYER_SHAPES['layer1'])}, got {fmt(y)}: is the max-pool there, "
-                   "and does it halve H and W?")
-    pools = [m for m in pool.modules() if isinstance(m, nn.MaxPool2d)]
-    sizes = [tuple(p.kernel_size) if isinstance(p.kernel_size, (list, tuple)) else (p.kernel_size,) * 2
-             for p in pools]  # a window of 3, (3, 3) or [3, 3]
-    if sizes != [(3, 3)]:
+    _, y = run_part(student, blank, "the end of layer1", pool, spec.STEM_CONV)
+    if y.shape[1:] != (want := spec.LAYER_SHAPES["layer1"]):
+        raise Fail(f"layer1: expected {fmt(want)}, got {fmt(y)}: is the max-pool there, and does it halve H and W?")
+    windows = [m.kernel_size for m in pool.modules() if isinstance(m, nn.MaxPool2d)]
+    if [tuple(w) if isinstance(w, (list, tuple)) else (w, w) for w in windows] != [(3, 3)]:  # 3, (3, 3) or [3, 3]
         raise Fail("layer1 has the right size, but it should end with one 3x3 max-pool (nn.MaxPool2d)")
 
 
+class Recorder(nn.Module):
+    """Stands in for your ResidualBlock while the model is built: it only records its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.args, self.kwargs = args, kwargs
+
+
+def block_args(in_channels, middle_channels, out_channels, downsample=False) -> tuple:
+    """The arguments of a ResidualBlock call, read with ResidualBlock's own signature."""
+    return in_channels, middle_channels, out_channels, bool(downsample)
+
+
 def check_layer(student: Student, layer: str) -> None:
-    """layer2/3/4: the number of blocks, and each block's channels and downsampling."""
-    blocks, first_in, middle, out, last_down = STAGES[layer]
+    """layer2/3/4: the number of blocks, and each block's channels and downsampling (the calls Recorder saw)."""
+    blocks, first_in, middle, out, last_down = spec.STAGES[layer]
     items = list(getattr(student.models[0], layer))
     if not items:
-        raise NotDone
+        raise Fail(NOT_DONE.format(layer))
     if len(items) != blocks:
         raise Fail(f"{layer}: {len(items)} blocks, expected {blocks}")
     if len({id(m) for m in items}) < blocks:
         raise Fail(f"{layer}: the same block object is there more than once (its weights would be shared): "
                    "make a new ResidualBlock for each")
-    hint = "only the last one downsamples" if last_down else "none downsamples"
+    previous = list(spec.PARTS)[list(spec.PARTS).index(layer) - 1]
     for i, block in enumerate(items, 1):
         try:
-            c_in, c_middle, c_out, down = block_spec(*block.args, **block.kwargs)
+            c_in, c_middle, c_out, down = block_args(*block.args, **block.kwargs)
         except TypeError as error:
-            raise Fail(f"{layer}, block {i}: {str(error).replace('block_spec()', 'ResidualBlock()')}") from None
-        source = f"{PREVIOUS[layer]} gives {first_in}" if i == 1 else f"block {i - 1} gives {out}"
+            raise Fail(f"{layer}, block {i}: {str(error).replace('block_args()', 'ResidualBlock()')}") from None
         if c_in != (first_in if i == 1 else out):
+            source = f"{previous} gives {first_in}" if i == 1 else f"block {i - 1} gives {out}"
             raise Fail(f"{layer}, block {i} takes {c_in} channels in, but {source}: {CALLS}")
         if c_middle != middle:
             raise Fail(f"{layer}, block {i}: middle {c_middle}; the hint says middle {middle}")
         if c_out != out:
             raise Fail(f"{layer}, block {i}: out {c_out}; the hint says out {out}")
         if down != (last_down and i == blocks):
+            hint = "only the last one downsamples" if last_down else "none downsamples"
             raise Fail(f"{layer}, block {i} {'halves' if down else 'keeps'} H and W; the hint says {hint}")
 
 
 def check_avgpool(student: Student, blank: str) -> None:
     """avgpool averages each 1024 x 2 x 2 map into 1024 x 1 x 1."""
     if getattr(student.models[0], "avgpool", None) is None:
-        raise NotDone
-    x = torch.randn(2, *LAYER_SHAPES["layer4"])
-    with doing(f"running avgpool on a {fmt(x)} input", blank, student):
-        y = student.models[0].avgpool(x)
-    if y.shape[1:] != LAYER_SHAPES["avgpool"]:
-        raise Fail(f"avgpool: expected {fmt(LAYER_SHAPES['avgpool'])}, got {fmt(y)}: {HINTS['avgpool']}")
+        raise Fail(NOT_DONE.format(blank))
+    x, y = run_part(student, blank, "avgpool", student.models[0].avgpool, spec.PART_INPUTS["avgpool"])
+    if y.shape[1:] != (want := spec.LAYER_SHAPES["avgpool"]):
+        raise Fail(f"avgpool: expected {fmt(want)}, got {fmt(y)}: {HINTS['avgpool']}")
     if not torch.allclose(y.flatten(1), x.mean((2, 3)), atol=1e-5):
         raise Fail("avgpool has the right size, but it is not the average of the 2 x 2 map (a max-pool?)")
 
@@ -339,17 +272,15 @@ def check_fc(student: Student, blank: str) -> None:
     """fc turns the 1024 pooled features into num_classes logits."""
     model, model3 = student.models
     if getattr(model, "fc", None) is None:
-        raise NotDone
-    features = LAYER_SHAPES["avgpool"][0]
+        raise Fail(NOT_DONE.format(blank))
     with doing("running fc on the pooled features (what avgpool gives, flattened)", blank, student):
-        y, y3 = model.fc(torch.randn(2, features)), model3.fc(torch.randn(2, features))
-    if y.shape[1:] != (NUM_CLASSES,):
-        raise Fail(f"fc: expected {NUM_CLASSES} logits per image, got {fmt(y)}: {HINTS['fc']}")
+        y, y3 = (m.fc(torch.randn(2, *spec.PART_INPUTS["fc"])) for m in (model, model3))
+    if y.shape[1:] != (spec.NUM_CLASSES,):
+        raise Fail(f"fc: expected {spec.NUM_CLASSES} logits per image, got {fmt(y)}: {HINTS['fc']}")
     if y3.shape[1:] != (3,):
         raise Fail(f"fc: ResNet50(num_classes=3) gives {fmt(y3)} logits, expected 3: use num_classes, not 10")
-    if count(model.fc) != features * NUM_CLASSES + NUM_CLASSES:
-        raise Fail(f"fc has {count(model.fc):,} parameters, expected {features * NUM_CLASSES + NUM_CLASSES:,}: "
-                   f"{HINTS['fc']}")
+    if count(model.fc) != (want := spec.part_parameters()["fc"]):
+        raise Fail(f"fc has {count(model.fc):,} parameters, expected {want:,}: {HINTS['fc']}")
 
 
 CHECKS = {"stem_conv": check_stem_conv, "stem_pool": check_stem_pool, "block_downsample": check_block,
@@ -362,11 +293,11 @@ CHECKS = {"stem_conv": check_stem_conv, "stem_pool": check_stem_pool, "block_dow
 def build_models(student: Student, results: dict[str, str]) -> None:
     """ResNet50 for 10 and 3 classes, each ResidualBlock only recorded; a blank that breaks the build is set aside."""
     lines = list(student.lines)
-    for _ in range(len(BLANKS) + 1):  # each round sets one more blank aside
+    for _ in range(len(spec.BLANKS) + 1):  # each round sets one more blank aside
         module = load(student.path, lines)
         module.ResidualBlock = Recorder
         try:
-            student.models = module.ResNet50(num_classes=NUM_CLASSES), module.ResNet50(num_classes=3)
+            student.models = module.ResNet50(num_classes=spec.NUM_CLASSES), module.ResNet50(num_classes=3)
             return
         except Exception as error:  # noqa: BLE001 - whatever the student's code raises
             message = f"building ResNet50() raised {plain(error, student.path)}"
@@ -374,70 +305,60 @@ def build_models(student: Student, results: dict[str, str]) -> None:
             if blank is None or blank in results:
                 raise Fail(message) from None
             results[blank] = f"{message} - {HINTS[blank]}"
-            m = student.markers[blank]
-            lines[m.first - 1:m.last] = ["#\n"] * (m.last - m.first + 1)  # set aside, same line numbers
+            b = student.blanks[blank]
+            lines[b.begin + 1:b.end] = ["#\n"] * len(b.lines)  # set aside, same line numbers
 
 
 def blank_at(student: Student, line: int) -> str | None:
     """The blank whose answer holds this line, else the one blank inside the statement that holds it."""
-    blanks = {b: m for b, m in student.markers.items() if b in BLANKS}
-    inside = [b for b, m in blanks.items() if m.first <= line <= m.last]
+    answers = {b: (m.begin + 2, m.end) for b, m in student.blanks.items() if b in spec.BLANKS}  # 1-based, inclusive
+    inside = [b for b, (first, last) in answers.items() if first <= line <= last]
     statements = [n for n in ast.walk(ast.parse("".join(student.lines)))
                   if isinstance(n, ast.stmt) and n.lineno <= line <= n.end_lineno]
     if not inside and statements:
         stmt = min(statements, key=lambda n: n.end_lineno - n.lineno)
-        inside = [b for b, m in blanks.items() if stmt.lineno <= m.first and m.last <= stmt.end_lineno]
+        inside = [b for b, (first, last) in answers.items() if stmt.lineno <= first and last <= stmt.end_lineno]
     return inside[0] if len(inside) == 1 else None
 
 
 def run_checks(student: Student) -> dict[str, str]:
     """Each blank's result: '' when it passes, else what is wrong."""
-    results = {b: NOT_DONE.format(b) for b, m in student.markers.items() if m.todo and b in BLANKS}
+    results = {b: NOT_DONE.format(b) for b in spec.BLANKS if b in student.blanks
+               and spec.untouched(student.blanks[b].lines)}
     try:
         build_models(student, results)
     except Fail as error:
-        results |= {b: str(error) for b in BLANKS if b not in results and b not in BLOCKS}
-    for blank in (b for b in BLANKS if b not in results):
+        results |= {b: str(error) for b in spec.BLANKS if b not in results and b not in spec.BLOCKS}
+    for blank in (b for b in spec.BLANKS if b not in results):
         try:
             CHECKS[blank](student, blank)
             results[blank] = ""
-        except NotDone:
-            results[blank] = NOT_DONE.format(blank)
         except Fail as error:
             results[blank] = str(error)
-    return {blank: results[blank] for blank in BLANKS}
+    return {blank: results[blank] for blank in spec.BLANKS}
 
 
 def check_whole_model(student: Student) -> tuple[str, tuple[str, ...]]:
-    """('', ()) when your whole ResNet50 has 14,750,730 parameters and gives 2 x 10 logits for 2 images, else what
-    is wrong and the blanks it points to (a part built otherwise than its blank's check saw: code outside them)."""
+    """'' when the whole ResNet50 has the spec's parameters and sizes, else what is wrong, and the blanks whose part
+    differs from what their check saw (code outside the blanks)."""
     try:
         with doing("building ResNet50()", "", student):
-            model = student.module.ResNet50(num_classes=NUM_CLASSES).eval()
-        if count(model) != PARAMETERS:
-            part = next((p for p, n in part_parameters().items() if count(getattr(model, p)) != n), None)
+            model = student.module.ResNet50(num_classes=spec.NUM_CLASSES).eval()
+        if count(model) != spec.PARAMETERS:
+            part = next((p for p, n in spec.part_parameters().items() if count(getattr(model, p)) != n), None)
             where = f": the difference is in {part}" if part else ""
-            return f"parameters: {PARAMETERS:,} expected, got {count(model):,}{where}", PARTS.get(part, ())
-        x = torch.randn(2, *INPUT)
-        for part, blanks in PARTS.items():
+            return f"parameters: {spec.PARAMETERS:,} expected, got {count(model):,}{where}", spec.PARTS.get(part, ())
+        x = torch.randn(2, *spec.INPUT)
+        for part, blanks in spec.PARTS.items():
             with doing(f"running the whole ResNet50() at {part}", "", student):
                 x = getattr(model, part)(x.flatten(1) if part == "fc" else x)
-            want = LAYER_SHAPES.get(part, (NUM_CLASSES,))
-            if x.shape[1:] != want:
+            if x.shape[1:] != (want := spec.LAYER_SHAPES.get(part, (spec.NUM_CLASSES,))):
                 return f"in the whole ResNet50(), {part} gives {fmt(x)}, expected {fmt(want)}", blanks
-        with doing("running the whole ResNet50() (its forward method)", "", student):
-            y = model(torch.randn(2, *INPUT))
-        return ("", ()) if y.shape == (2, NUM_CLASSES) else (f"forward: expected 2 x {NUM_CLASSES}, got {fmt(y)}", ())
+        _, y = run_part(student, "", "the whole ResNet50() (its forward method)", model, spec.INPUT)
+        want = (2, spec.NUM_CLASSES)
+        return ("", ()) if y.shape == want else (f"forward: expected {fmt(want)}, got {fmt(y)}", ())
     except Fail as error:
         return str(error), ()
-
-
-def part_parameters() -> dict[str, int]:
-    """The parameters of each part of ResNet50(10), from the spec (a batch-norm has 2 per channel)."""
-    parts = {"layer1": STEM_PARAMETERS + 2 * STEM_CONV[0]}
-    for layer, (blocks, first_in, middle, out, _) in STAGES.items():
-        parts[layer] = sum(block_parameters(first_in if i == 0 else out, middle, out) for i in range(blocks))
-    return parts | {"avgpool": 0, "fc": LAYER_SHAPES["avgpool"][0] * NUM_CLASSES + NUM_CLASSES}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,21 +379,20 @@ def main(argv: list[str] | None = None) -> int:
         whole += f": look at {' and '.join(blanks)} (or at code outside the blanks that they use)"
     for blank in blanks:
         results[blank] = "the whole model differs in what this blank builds: see the whole-model line"
-    passed = [b for b in BLANKS if not results[b]]
     print(f"Checking {student.path}")
     for blank, result in [*results.items(), ("whole model", whole)]:
         print(f"  {blank:<17} {shown(result)}")
-    points = {b: student.markers[b].points if b in student.markers else None for b in BLANKS}
-    earned = sum(points[b] for b in passed) if None not in points.values() else None
-    total = "" if earned is None else f"; {earned} of {sum(points.values())} points"
-    print(f"{len(passed)} of {len(BLANKS)} blanks pass{total}")
+    passed = [b for b in spec.BLANKS if not results[b]]
+    points = {b: student.blanks[b].points if b in student.blanks else None for b in spec.BLANKS}
+    total = "" if None in points.values() else f"; {sum(points[b] for b in passed)} of {sum(points.values())} points"
+    print(f"{len(passed)} of {len(spec.BLANKS)} blanks pass{total}")
     return 0 if whole == "" else 1
 
 
 def shown(result: str | None) -> str:
     """How a result reads in the report: pass, not done yet, or FAIL and what is wrong."""
     if result is None:
-        return f"checked once all {len(BLANKS)} blanks pass"
+        return f"checked once all {len(spec.BLANKS)} blanks pass"
     return "pass" if not result else result if result.startswith("not done") else f"FAIL  {result}"
 
 

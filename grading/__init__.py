@@ -1,15 +1,16 @@
 """Grading tools for the ResNet-50 assignment (`python grade.py --help` runs them).
 
-One module, one job; the parent process never imports torch or a student's code:
+One module, one job; the parent process never imports torch or a student's code. The facts of the
+assignment (its blanks and markers, its sizes, the probes) are course/assignment.py's, shared with check.py.
 
-    markers       the BEGIN/END BLANK markers: find blanks, fill them, make the skeleton, read sources
+    markers       the grader's side of the blanks: check the reference's, fill them, make the skeleton, read sources
     forms         answers in normal form (constants folded, repeats expanded) for the text comparison
     compare       the text verdict on one answer (same, equivalent, different, missing) with its notes
     outside       changes outside the blanks: code added or removed, answers just outside a marker
     splice        the files the sandbox builds: one blank's answer in the reference's code, and more
     sandbox       run jobs in bubblewrap (or, where it is missing, under process limits only); check answers
     runner        runs INSIDE the sandbox: imports, per-layer tests, builds and fingerprints modules
-    fingerprint   runs inside the sandbox too: what a blank builds, as comparable JSON (the probes: probes.py)
+    fingerprint   runs inside the sandbox too: what a blank builds, as comparable JSON (its probes: course/assignment)
     reference     the reference's fingerprints for a submission's seed, computed outside the sandbox
     builds        compares fingerprints (torch-free) and says how two builds differ
     judge         grades one submission from its text, its builds and its tests

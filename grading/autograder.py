@@ -1,8 +1,9 @@
 """The Gradescope autograder: the zip to upload, and the grading it runs on each submission.
 
-The zip holds setup.sh and run_autograder at its root (as Gradescope expects), the grader
-(grade.py, grading/, and course/cli.py and course/assignment.py, which it imports), the reference resnet.py, the per-layer tests and a requirements
-file pinned to the versions installed here. run_autograder grades ROOT/submission/resnet.py and
+The zip holds setup.sh and run_autograder at its root (as Gradescope expects), the grader (grade.py, grading/,
+and the project's modules they import, followed as the handout follows its own: today course/cli.py and
+course/assignment.py), the reference resnet.py, the per-layer tests and a requirements file pinned to the
+versions installed here. run_autograder grades ROOT/submission/resnet.py and
 writes ROOT/results/results.json (ROOT is /autograder unless AUTOGRADER_ROOT says otherwise).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from course.cli import write_atomically
 from grading import LAYER_TESTS, PACKAGE, REFERENCE, ROOT
+from grading.handout import imported_files
 from grading.judge import Grade, Options, grade_file
 from grading.report import student_results
 
@@ -36,14 +38,18 @@ def requirements() -> str:
 
 def zip_members() -> dict[str, Path]:
     """Name in the zip -> file here, for everything but the scripts and the requirements."""
-    members = {name: ROOT / name for name in ("grade.py", "course/cli.py", "course/assignment.py")}
-    members["resnet.py"] = REFERENCE
-    members["tests/test_resnet.py"] = LAYER_TESTS
+    grader = {}
     for path in sorted(PACKAGE.rglob("*")):
         skip = {"__pycache__", "gradescope"}  # the scripts go to the top of the zip
         if path.is_file() and not skip & set(path.relative_to(PACKAGE).parts) and path.suffix in (".py", ".md"):
-            members[f"grading/{path.relative_to(PACKAGE).as_posix()}"] = path
-    return members
+            grader[f"grading/{path.relative_to(PACKAGE).as_posix()}"] = path
+    # grade.py, grading/, and every module of the project they import (the reference and its tests aside)
+    imported = imported_files(["grade.py", *(name for name in grader if name.endswith(".py"))],
+                              never=("resnet.py", "tests/"))
+    members = {name: ROOT / name for name in imported if name not in grader}
+    members["resnet.py"] = REFERENCE
+    members["tests/test_resnet.py"] = LAYER_TESTS
+    return members | grader
 
 
 def build_zip() -> tuple[bytes, list[str]]:

@@ -12,10 +12,11 @@ import difflib
 import math
 import re
 
+from course.assignment import STAGES
+
 RELATIVE = 1e-5  # of the output's absolute sum
 BLOCK_BRANCHES = re.compile(r"^\d+\.layer\.")  # in a layer: what the blocks' own blanks build
 INSIDE_BLOCKS = re.compile(r"^\d+\.")  # in a layer: everything inside its blocks
-LAYERS = ("layer2", "layer3", "layer4")
 FIELDS = {"label", "tree", "params", "distinct", "output", "error", "kind"}
 
 
@@ -65,7 +66,7 @@ def own_part(probes: list[dict] | None, blank_id: str, blocks_charged: bool = Fa
     The outputs go too: they depend on the parts left out. Used to tell whether code outside the
     blanks changes the blank itself, not a blank it contains (which is charged on its own).
     """
-    if probes is None or blank_id not in LAYERS:
+    if probes is None or blank_id not in STAGES:
         return probes
     pattern = INSIDE_BLOCKS if blocks_charged else BLOCK_BRANCHES
     return [{key: value for key, value in probe.items() if key not in ("output", "distinct")}
@@ -124,7 +125,7 @@ def output_difference(mine: dict, theirs: dict) -> str | None:
     return None
 
 
-def describe(row: list[str]) -> str:
+def describe_row(row: list[str]) -> str:
     """`layer.1.0: Conv2d(64, 64, kernel_size=(3, 3), stride=(1, 1))` from a tree row."""
     path, kind, settings = row
     return f"{path or '(top)'}: {kind.rsplit('.', 1)[-1]}({settings})"
@@ -133,7 +134,7 @@ def describe(row: list[str]) -> str:
 def leaves(tree: list[list[str]]) -> list[str]:
     """The modules of a tree that hold no others (the layers themselves), as `type(settings)`."""
     paths = [row[0] for row in tree]
-    return [describe(row).split(": ", 1)[1] for row in tree
+    return [describe_row(row).split(": ", 1)[1] for row in tree
             if not any(p.startswith(row[0] + ".") if row[0] else p for p in paths)]
 
 
@@ -141,10 +142,10 @@ def tree_difference(mine: list[list[str]], theirs: list[list[str]], my_params: l
                     their_params: list | None = None) -> str:
     """The first place where two module trees (or, when the trees agree, their parameters) differ, in words."""
     if mine == theirs and my_params is not None:
-        def shown(row: list | None) -> str:
+        def describe_param(row: list | None) -> str:
             return f"{row[0]} {tuple(row[1])}" if row else "none"
         a, b = next((a, b) for a, b in zip([*my_params, None], [*their_params, None], strict=False) if a != b)
-        return f"parameter {shown(a)} where the reference has {shown(b)}"
+        return f"parameter {describe_param(a)} where the reference has {describe_param(b)}"
     if leaves(mine) == leaves(theirs):
         return ("the same layers as the reference, grouped differently: the parameter names differ (so the "
                 "checkpoint's weights would not load)")
@@ -152,15 +153,15 @@ def tree_difference(mine: list[list[str]], theirs: list[list[str]], my_params: l
     top_theirs = [row for row in theirs if row[0] and "." not in row[0]]
     if len(top_mine) != len(top_theirs):
         return f"it has {len(top_mine)} parts where the reference has {len(top_theirs)}"
-    matcher = difflib.SequenceMatcher(None, [describe(r) for r in theirs], [describe(r) for r in mine],
+    matcher = difflib.SequenceMatcher(None, [describe_row(r) for r in theirs], [describe_row(r) for r in mine],
                                       autojunk=False)
     for op, i1, _, j1, _ in matcher.get_opcodes():
         if op == "replace":
-            return f"{describe(mine[j1])} where the reference has {describe(theirs[i1])}"
+            return f"{describe_row(mine[j1])} where the reference has {describe_row(theirs[i1])}"
         if op == "insert":
-            return f"{describe(mine[j1])} is not in the reference"
+            return f"{describe_row(mine[j1])} is not in the reference"
         if op == "delete":
-            return f"{describe(theirs[i1])} of the reference is missing"
+            return f"{describe_row(theirs[i1])} of the reference is missing"
     return "the module trees differ"
 
 

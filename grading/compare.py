@@ -3,7 +3,7 @@
       same        identical once comments and whitespace are dropped;
       equivalent  the same normal form (see forms.py), or one of the accepted alternatives below;
       different   anything else, with notes on what differs and on the classic mistakes;
-      missing     no answer, or only the skeleton's placeholder.
+      missing     no answer, or only the skeleton's placeholder (course/assignment.py's `untouched`).
 
 Accepted alternatives (the layer sizes and parameter counts stay those of the assignment)
     avgpool    nn.AvgPool2d(2) with any stride (or ceil_mode, count_include_pad): the map
@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from course.assignment import Blank, untouched
 from course.cli import UserError
 from grading import REFERENCE
 from grading.forms import AssignForm, CallForm, code_tokens, forms_of, show, the_call
-from grading.markers import Blank, placeholders, read_source, reference_blanks
+from grading.markers import placeholders, read_source, reference_blanks
 
 STRIDE_NOTE = "shapes are still right, but the stride belongs on the first 1x1 (the assignment's design)"
 PADDING_NOTE = "padding=0 on the 3x3: H and W shrink by 2 in every block (a 3x3 needs padding=1 to keep them)"
@@ -54,11 +55,6 @@ class Reference:
             except SyntaxError:
                 ref.forms[blank.id], ref.as_items[blank.id] = forms_of(blank.lines, as_items=False), False
         return ref
-
-    @property
-    def answers(self) -> dict[str, list[str]]:
-        """The reference answer lines of every blank."""
-        return {b.id: b.lines for b in self.blanks.values()}
 
 
 def out_size(size: int, call: CallForm) -> int | None:
@@ -156,15 +152,9 @@ def classic_mistakes(student: list[object], reference: list[object]) -> list[str
     return notes
 
 
-def is_placeholder(ref: Reference, blank_id: str, answer: list[str]) -> bool:
-    """Whether an answer is empty or still the skeleton's placeholder."""
-    tokens = code_tokens(answer)
-    return not tokens or tokens == code_tokens(ref.placeholders[blank_id])
-
-
 def compare(ref: Reference, blank_id: str, answer: list[str]) -> tuple[str, list[str]]:
     """The verdict (same, equivalent, different, missing) on one answer, with notes."""
-    if is_placeholder(ref, blank_id, answer):
+    if untouched(answer):
         return "missing", ["no answer between the markers"]
     if code_tokens(answer) == code_tokens(ref.blanks[blank_id].lines):
         return "same", []

@@ -2,8 +2,8 @@
 and outside it on the reference's files (`python fingerprint.py --serve DIR`, see reference.py).
 
 Each blank defines a module (a block, a layer, the stem, the pool, the classifier). A probe (the table
-is probes.py, shared with check.py; the grader sends it in the plan) builds it from a loaded resnet.py
-and records:
+is course/assignment.py's, shared with check.py; the grader sends it in the plan) builds it from a loaded
+resnet.py and records:
     tree      every submodule: its path, its type (the torch class it derives from), its settings
               (kernel sizes, strides, paddings, channels, bias; ReLU's `inplace` left out), for notes;
     params    every parameter's name and shape, and how many distinct parameter tensors there are;
@@ -26,12 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+# BLOCK and label are course/assignment.py's, copied: this file runs where only grading/ is bound (sandbox.py),
+# and fingerprint --serve runs from grading/ too. tests/grading/test_grade_parts.py keeps the copies the same.
 BLOCK = "ResidualBlock"
 PROJECTIONS = 8
 
 
 def label(probe: list | tuple) -> str:
-    """`ResidualBlock(12, 4, 20, True)` or `ResNet50(10).layer1` (the same text as probes.label)."""
+    """`ResidualBlock(12, 4, 20, True)` or `ResNet50(10).layer1`, as the grader labels the probe it sent."""
     cls, args, attribute, _ = probe
     return f"{cls}({', '.join(map(str, args))})" + (f".{attribute}" if attribute else "")
 

@@ -17,11 +17,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course.assignment import PROBES
+from course.assignment import BLOCKS, PROBES, find_blanks
 from course.cli import UserError
 from grading.builds import build_note, own_part, same_build, same_shapes
 from grading.compare import ACCEPTED, Reference, compare
-from grading.markers import find_blanks, read_submission
+from grading.markers import read_submission
 from grading.outside import Change, answers_outside, changes_outside
 from grading.reference import ReferenceAnswers
 from grading.sandbox import UNGRADED, Limits, run
@@ -43,7 +43,6 @@ BUILD_NOTE = "builds the same module as the reference (same layers; same outputs
 HELPER_NOTE = ("builds the reference's module only with the student's code outside the blanks (a helper): "
                "look by hand")
 REVIEW_PREFIXES = ("the answer is just outside", HELPER_NOTE)  # notes on points earned that need a look by hand
-BLOCKS = ("block_downsample", "block_same")
 SHAPES_NOTE = "its shapes are right (its tests pass), but what it builds differs from the assignment's design"
 
 

@@ -1,11 +1,5 @@
-"""The blanks of resnet.py: find them between their marker lines, fill them, make the skeleton, read sources.
-
-Every part a student fills in sits between two marker lines of the reference:
-
-    # BEGIN BLANK <id> points=<n> hint="<hint>"
-    ...answer...
-    # END BLANK <id>
-"""
+"""What only the grader does with the blanks: check the reference's markers, fill blanks, make the skeleton, and
+read sources and submissions. Finding the blanks is course/assignment.py's (check.py's too)."""
 from __future__ import annotations
 
 import ast
@@ -15,28 +9,12 @@ import re
 import stat
 import textwrap
 import tokenize
-from dataclasses import dataclass
 from pathlib import Path
 
+from course.assignment import Blank, find_blanks, untouched
 from course.cli import UserError
 
-BEGIN = re.compile(r'^(?P<indent>[ \t]*)# BEGIN BLANK (?P<id>\w+) points=(?P<points>\d+) hint="(?P<hint>[^"]*)"[ \t]*$')
-LOOSE_BEGIN = re.compile(r"^\s*#\s*BEGIN BLANK\s+(?P<id>\w+)")
-LOOSE_END = re.compile(r"^\s*#\s*END BLANK\s+(?P<id>\w+)\s*$")
 CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
-
-
-@dataclass
-class Blank:
-    """One blank of a file: its marker lines (0-based indices) and the answer lines between them."""
-    id: str
-    begin: int
-    end: int
-    lines: list[str]
-    points: int = 0
-    hint: str = ""
-
-
 MAX_SUBMISSION = 2**20  # bytes: a resnet.py is about 6 kB
 
 
@@ -97,44 +75,15 @@ def as_utf8(text: str) -> str:
     return text
 
 
-def find_blanks(text: str) -> tuple[dict[str, Blank], dict[str, str]]:
-    """The blanks of a (student's) file, and a problem message per blank whose markers are broken."""
-    lines = text.splitlines(keepends=True)
-    blanks: dict[str, Blank] = {}
-    problems: dict[str, str] = {}
-    open_id, open_at = None, 0
-    for i, line in enumerate(lines):
-        if begin := LOOSE_BEGIN.match(line):
-            if open_id:
-                problems[open_id] = f"BEGIN BLANK {begin['id']} (line {i + 1}) comes before END BLANK {open_id}"
-            open_id, open_at = begin["id"], i
-            if open_id in blanks or open_id in problems:
-                problems[open_id] = f"the markers of blank {open_id} appear more than once"
-        elif end := LOOSE_END.match(line):
-            if end["id"] != open_id:
-                problems.setdefault(end["id"], f"END BLANK {end['id']} (line {i + 1}) has no BEGIN BLANK before it")
-            elif open_id not in problems:
-                blanks[open_id] = Blank(open_id, open_at, i, lines[open_at + 1:i])
-            open_id = None
-    if open_id:
-        problems.setdefault(open_id, f"BEGIN BLANK {open_id} (line {open_at + 1}) has no END BLANK line")
-    for blank_id in problems:
-        blanks.pop(blank_id, None)
-    return blanks, problems
-
-
 def reference_blanks(text: str, name: str = "resnet.py") -> dict[str, Blank]:
     """The blanks of the reference, with points and hints; any broken marker is an error."""
     blanks, problems = find_blanks(text)
     if problems:
         raise UserError(f"{name}: " + "; ".join(problems.values()))
-    lines = text.splitlines()
     for blank in blanks.values():
-        match = BEGIN.match(lines[blank.begin])
-        if not match:
+        if blank.points is None or blank.hint is None:
             raise UserError(f"{name} line {blank.begin + 1}: a BEGIN line must read "
                             f'# BEGIN BLANK <id> points=<n> hint="<hint>"')
-        blank.points, blank.hint = int(match["points"]), match["hint"]
     if not blanks:
         raise UserError(f"{name} has no BEGIN BLANK / END BLANK markers")
     return blanks
@@ -186,6 +135,9 @@ def placeholders(text: str, blanks: dict[str, Blank]) -> dict[str, list[str]]:
 def make_skeleton(text: str) -> str:
     """The student version of the reference: every answer replaced by its placeholder."""
     blanks = reference_blanks(text)
-    skeleton = fill_blanks(text, placeholders(text, blanks))
+    answers = placeholders(text, blanks)
+    skeleton = fill_blanks(text, answers)
     compile(skeleton, "skeleton", "exec")  # the placeholders must leave valid Python
+    if not all(map(untouched, answers.values())):  # check.py and the grader must both see them as not done
+        raise UserError("the skeleton's placeholders do not read as untouched blanks (course/assignment.py)")
     return skeleton

@@ -13,7 +13,7 @@ import re
 import tokenize
 from dataclasses import dataclass
 
-from grading.markers import LOOSE_BEGIN, LOOSE_END, Blank
+from course.assignment import BEGIN, END, Blank
 
 SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
 SHOWN = 3  # lines of code quoted per change
@@ -89,12 +89,12 @@ def changes_outside(reference_text: str, reference: dict[str, Blank], text: str,
 def near_marker(lines: list[str], first: int, last: int) -> tuple[str | None, str]:
     """The blank whose END line comes just before lines first..last, or whose BEGIN line just after."""
     for row in range(first - 1, 0, -1):  # look back, past blank and comment lines
-        if end := LOOSE_END.match(lines[row - 1]):
+        if end := END.match(lines[row - 1]):
             return end["id"], f"just after END BLANK {end['id']}"
         if not skippable(lines[row - 1]):
             break
     for row in range(last + 1, len(lines) + 1):
-        if begin := LOOSE_BEGIN.match(lines[row - 1]):
+        if begin := BEGIN.match(lines[row - 1]):
             return begin["id"], f"just before BEGIN BLANK {begin['id']}"
         if not skippable(lines[row - 1]):
             break
@@ -104,7 +104,7 @@ def near_marker(lines: list[str], first: int, last: int) -> tuple[str | None, st
 def skippable(line: str) -> bool:
     """A blank line or a comment that is no marker."""
     stripped = line.strip()
-    return not stripped or (stripped.startswith("#") and not LOOSE_BEGIN.match(line) and not LOOSE_END.match(line))
+    return not stripped or (stripped.startswith("#") and not BEGIN.match(line) and not END.match(line))
 
 
 def answers_outside(changes: list[Change]) -> dict[str, list[str]]:

@@ -96,7 +96,7 @@ def fixed_speed_choice(arch, num_classes, batch_size, training, device, precisio
     For the tests whose subject is not the speed choice: timing the candidates costs seconds per model and batch
     size (tens of seconds for VGG16 at batch 128 and 500), and what they compute must not depend on which one wins.
     """
-    import speed
+    from course import speed
 
     config = speed.Config(precision if precision in ("fp32", "bf16") else "fp32", True, False)
     return speed.Choice(config, training, 0.0, "fixed", {})
@@ -113,8 +113,9 @@ def side_by_side(*calls):
 
 @pytest.fixture
 def fixed_speed(monkeypatch):
-    """speed.choose is fixed_speed_choice during the test (tests/test_speed.py and test_bench.py time for real)."""
-    import speed
+    """speed.choose is fixed_speed_choice during the test (tests/course/test_speed.py and
+    tests/experiments/test_bench.py time for real)."""
+    from course import speed
 
     monkeypatch.setattr(speed, "choose", fixed_speed_choice)
 

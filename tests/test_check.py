@@ -10,7 +10,7 @@ import pytest
 from submissions import edit, run_grade
 
 import check
-from course.assignment import NETWORK_WIDTHS, PROBES, block_parameters
+from course import assignment as spec
 from course.cli import UserError, run_cli
 from grading import markers
 
@@ -19,7 +19,7 @@ REFERENCE_TEXT = (ROOT / "resnet.py").read_text(encoding="utf-8")
 TESTS_TEXT = (ROOT / "tests" / "test_resnet.py").read_text(encoding="utf-8")
 # every line of the reference answers, without comments and trailing commas: the report must show none of them
 ANSWER_LINES = {re.sub(r"\s*#.*", "", line).strip().rstrip(",")
-                for blank in markers.find_blanks(REFERENCE_TEXT)[0].values() for line in blank.lines} - {""}
+                for blank in spec.find_blanks(REFERENCE_TEXT)[0].values() for line in blank.lines} - {""}
 
 MAXPOOL = "nn.MaxPool2d(kernel_size=3, stride=2, padding=1),"
 LAYER3_BLOCK = "            ResidualBlock(512, 128, 512, downsample=False),  # 512 x 4 x 4\n"
@@ -33,7 +33,7 @@ def line_of(text: str, snippet: str) -> int:
 
 def in_blank(text: str, blank_id: str, old: str, new: str) -> str:
     """The text with every `old` replaced by `new` inside one blank's answer lines only."""
-    blank = markers.find_blanks(text)[0][blank_id]
+    blank = spec.find_blanks(text)[0][blank_id]
     lines = text.splitlines(keepends=True)
     lines[blank.begin + 1:blank.end] = [line.replace(old, new) for line in blank.lines]
     return "".join(lines)
@@ -62,25 +62,43 @@ def write(tmp_path: Path, text: str, name: str = "resnet.py") -> Path:
 def test_spec_table_matches_the_tests_and_the_hints():
     tree = ast.parse(TESTS_TEXT)
     layer_shapes = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "LAYER_SHAPES")
-    assert ast.literal_eval(layer_shapes) == list(check.LAYER_SHAPES.items())
-    assert f"{check.PARAMETERS:_}" in TESTS_TEXT and f"{check.NUM_CLASSES})" in TESTS_TEXT
+    assert ast.literal_eval(layer_shapes) == list(spec.LAYER_SHAPES.items())
+    assert f"{spec.PARAMETERS:_}" in TESTS_TEXT and f"{spec.NUM_CLASSES})" in TESTS_TEXT
     for (c_in, middle, out, down) in [(64, 64, 256, False), (256, 64, 256, True)]:  # the tests' parameter counts
-        params = block_parameters(c_in, middle, out)
+        params = spec.block_parameters(c_in, middle, out)
         call = f"ResidualBlock({c_in}, {middle}, {out}{', downsample=True' if down else ''})) == {params:_}"
         assert call in TESTS_TEXT
     hints = {b.id: b.hint for b in markers.reference_blanks(REFERENCE_TEXT).values()}
-    assert set(hints) == set(check.BLANKS)
-    for layer, (blocks, _, middle, out, last_down) in check.STAGES.items():
+    assert set(hints) == set(spec.BLANKS)
+    for layer, (blocks, _, middle, out, last_down) in spec.STAGES.items():
         assert hints[layer].startswith(f"{blocks} blocks, middle {middle}, out {out}; ")
         assert ("only the last one downsamples" in hints[layer]) == last_down
+    assert sum(spec.part_parameters().values()) == spec.PARAMETERS
+    assert list(spec.PARTS) == [*spec.LAYER_SHAPES, "fc"] and {b for bs in spec.PARTS.values() for b in bs} == set(
+        spec.BLANKS) - set(spec.BLOCKS)
+
+
+def test_untouched_is_the_skeletons_placeholder_and_nothing_else():
+    assert spec.untouched([]) and spec.untouched(["    # hint: ...\n", "    # fill in here (5 points)\n"])
+    assert spec.untouched(["        # hint: ...\n", "        self.fc = None  # fill in here (5 points)\n"])
+    assert not spec.untouched(["        self.fc = nn.Linear(1024, num_classes)\n"])
+    assert not spec.untouched(["        self.fc = None\n", "        self.fc = nn.Identity()\n"])
+
+
+def test_broken_markers_leave_their_blank_out():
+    text = ("# BEGIN BLANK a points=5 hint=\"h\"\nx = 1\n# END BLANK a\n"  # the one whole blank
+            "# BEGIN BLANK b\n# BEGIN BLANK c\n# END BLANK c\n# END BLANK d\n# BEGIN BLANK a\n# END BLANK a\n")
+    blanks, problems = spec.find_blanks(text)
+    assert list(blanks) == ["c"] and (blanks["c"].points, blanks["c"].hint) == (None, None)
+    assert problems.keys() == {"a", "b", "d"} and "more than once" in problems["a"]
 
 
 def test_block_probes_use_widths_found_nowhere_in_the_network():
-    for blank in check.BLOCKS:
-        assert len(PROBES[blank]) >= 3
-        for _, (c_in, middle, out, down), _, _ in PROBES[blank]:
-            assert not {c_in, middle, out} & NETWORK_WIDTHS and down == (blank == "block_downsample")
-    assert any(c_in == out for _, (c_in, _, out, _), _, _ in PROBES["block_same"])
+    for blank in spec.BLOCKS:
+        assert len(spec.PROBES[blank]) >= 3
+        for _, (c_in, middle, out, down), _, _ in spec.PROBES[blank]:
+            assert not {c_in, middle, out} & spec.NETWORK_WIDTHS and down == (blank == "block_downsample")
+    assert any(c_in == out for _, (c_in, _, out, _), _, _ in spec.PROBES["block_same"])
 
 
 # ------------------------------------------------------------------ the reference and the skeleton
@@ -88,7 +106,7 @@ def test_block_probes_use_widths_found_nowhere_in_the_network():
 def test_reference_passes_every_blank(capsys):
     code, results, last = run(ROOT / "resnet.py", capsys)
     assert code == 0
-    assert results == dict.fromkeys([*check.BLANKS, "whole model"], "pass")
+    assert results == dict.fromkeys([*spec.BLANKS, "whole model"], "pass")
     assert last == "9 of 9 blanks pass; 90 of 90 points"
 
 
@@ -97,7 +115,7 @@ def test_fresh_skeleton_is_nine_not_done_lines(tmp_path, capsys):
     capsys.readouterr()
     code, results, last = run(tmp_path / "resnet.py", capsys)
     assert code == 1
-    for blank in check.BLANKS:
+    for blank in spec.BLANKS:
         assert results[blank] == f"not done yet (fill in the code between the BEGIN/END BLANK {blank} lines)"
     assert results["whole model"] == "checked once all 9 blanks pass"
     assert last == "0 of 9 blanks pass; 0 of 90 points"
@@ -108,7 +126,7 @@ def test_skeleton_without_markers_is_still_not_done_and_has_no_points(tmp_path, 
     path = write(tmp_path, "".join(line for line in skeleton.splitlines(keepends=True) if "BLANK" not in line))
     code, results, last = run(path, capsys)
     assert code == 1
-    assert all(results[b].startswith("not done yet") for b in check.BLANKS)
+    assert all(results[b].startswith("not done yet") for b in spec.BLANKS)
     assert last == "0 of 9 blanks pass"
 
 
@@ -177,7 +195,7 @@ def test_one_wrong_blank_fails_alone(tmp_path, capsys, name):
     code, results, last = run(write(tmp_path, text), capsys)
     assert code == 1
     assert results[blank].startswith("FAIL  ") and message in results[blank]
-    assert [b for b in check.BLANKS if results[b] != "pass"] == [blank]
+    assert [b for b in spec.BLANKS if results[b] != "pass"] == [blank]
     assert results["whole model"] == "checked once all 9 blanks pass"
     assert last == f"8 of 9 blanks pass; {points} of 90 points"
 
@@ -186,7 +204,7 @@ def test_no_resnet50_fails_every_model_blank_but_not_the_blocks(tmp_path, capsys
     code, results, last = run(write(tmp_path, REFERENCE_TEXT.replace("ResNet50", "ResNet")), capsys)
     assert code == 1
     no_model = "FAIL  building ResNet50() raised AttributeError: module 'student_resnet' has no attribute 'ResNet50'"
-    assert results == {**dict.fromkeys(check.BLANKS, no_model), "block_downsample": "pass", "block_same": "pass",
+    assert results == {**dict.fromkeys(spec.BLANKS, no_model), "block_downsample": "pass", "block_same": "pass",
                        "whole model": "checked once all 9 blanks pass"}
     assert last == "2 of 9 blanks pass; 40 of 90 points"
 
@@ -209,7 +227,7 @@ def test_whole_model_names_the_blanks_it_points_to(tmp_path, capsys):
     assert results["whole model"] == ("FAIL  parameters: 14,750,730 expected, got 14,750,731: the difference is in "
                                       "layer1: look at stem_conv and stem_pool (or at code outside the blanks that "
                                       "they use)")
-    assert [b for b in check.BLANKS if results[b] != "pass"] == ["stem_conv", "stem_pool"]
+    assert [b for b in spec.BLANKS if results[b] != "pass"] == ["stem_conv", "stem_pool"]
     assert last == "7 of 9 blanks pass; 80 of 90 points"
 
 

@@ -26,8 +26,8 @@ python -c "import torch; assert torch.cuda.is_available(), 'no CUDA'; print('tor
     || exit 1
 check main-resnet50 python main.py --data-dir "$data"
 check main-vgg16 python main.py --model vgg16 --data-dir "$data"
-check bench-resnet50 python bench.py
-check bench-vgg16 python bench.py --model vgg16 --batch-size 128
+check bench-resnet50 python -m experiments.bench
+check bench-vgg16 python -m experiments.bench --model vgg16 --batch-size 128
 check train-2-epochs python train.py --epochs 2 --val-per-class 100 --data-dir "$data" --out "$out/train"
 check torchrun-1-rank torchrun --standalone --nproc_per_node 1 train.py --epochs 2 --val-per-class 100 \
     --data-dir "$data" --out "$out/torchrun"

@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# Issue 20's queue of long runs, in order and one at a time, on this machine. Start it again after any
+# The queue of long CPU runs (issue 31), in order and one at a time, on this machine. Start it again after any
 # interruption: each step resumes where it stopped (its state is under ~/.cache/resnet50-cifar10) or, when
-# finished, only checks that in a few seconds and moves on.
+# finished, only checks that and moves on. Earlier queues and what they gave: docs/training.md.
 #
 #   nohup bash tools/long_runs.sh >> ~/.cache/resnet50-cifar10/long_runs.log 2>&1 &
 #
 # It writes its pid to ~/.cache/resnet50-cifar10/current-run.pid: pause the queue with
 # `pkill -STOP -P PID; kill -STOP PID` (the run is its child) and continue it with -CONT the same way.
 # Each step appends to its own log beside its state. The steps:
-#   1. the three-class experiment, VGG16-BN (20 epochs) then the CIFAR-stem ResNet-50 (15);
-#   2. the course's Adam run (minutes) and scratch vs pretrained (2 x 20 epochs), both from the final ResNet-50,
-#      checkpoints/resnet50_cifar10.pt (version 2: version 3, tried as run7 and run8, did not reach its bar
-#      and was not shipped; docs/training.md has both runs and their commands).
+#   1. the distillation teacher: airbench's network, trained by tools/train_teacher.py;
+#   2. distillation run9 from that teacher.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="$HOME/.cache/resnet50-cifar10"
@@ -25,16 +23,17 @@ fi
 echo $$ > "$cache/current-run.pid"
 say() { echo "[$(date -u '+%F %T') UTC] $*"; }
 
-say "three-class"
-"$py" experiments.py three-class --data-dir data/cifar10-jpg --out "$cache/three-class" >> "$cache/three-class.log" 2>&1
-
-final=checkpoints/resnet50_cifar10.pt
-if [ ! -f "$cache/course-run/results.md" ]; then
-    say "course-run from $final"
-    "$py" experiments.py course-run --data-dir data/cifar10-split --checkpoint "$final" \
-        --out "$cache/course-run" >> "$cache/course-run.log" 2>&1
+teacher="$cache/teacher-airbench94"
+if [ -f "$teacher/final.pt" ]; then
+    say "teacher: finished ($teacher/final.pt)"
+else
+    resume=()
+    [ ! -f "$teacher/state.pt" ] || resume=(--resume)
+    say "teacher: ${resume[*]:-from the start}"
+    "$py" -m tools.train_teacher --data-dir data/cifar10-jpg --out "$teacher" "${resume[@]}" \
+        >> "$cache/teacher-airbench94.log" 2>&1
 fi
-say "scratch-vs-pretrained from $final"
-"$py" experiments.py scratch-vs-pretrained --data-dir data/cifar10-jpg --checkpoint "$final" \
-    --out "$cache/scratch-vs-pretrained" >> "$cache/scratch-vs-pretrained.log" 2>&1
+
+# distillation run9: command added when the teacher is finished
+
 say "queue finished"

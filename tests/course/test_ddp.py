@@ -21,7 +21,7 @@ import train
 import utils
 from course import cli, models, speed
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIME_KEYS = {"seconds", "train_seconds"}
 
 
@@ -36,7 +36,7 @@ def launch(processes: int, argv: list[str], *test_flags: str, main: str = "--tra
     torchrun with 2 ranks of 1 thread, or with plain python for 1 process."""
     start = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
         if processes > 1 else [sys.executable]
-    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
     # the separator is not "--": torchrun would take that one away
     return subprocess.run([*start, __file__, *test_flags, main, *argv], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
@@ -155,7 +155,7 @@ if __name__ == "__main__":  # one process of a test run: the test-only settings,
         nn.BatchNorm2d.forward = lambda self, x: F.batch_norm(x, self.running_mean, self.running_var, self.weight,
                                                               self.bias, False, 0.0, self.eps)
     if "--kill-at-epoch" in test_flags:
-        kill_at, real_epoch = int(test_flags[test_flags.index("--kill-at-epoch") + 1]), train.train_one_epoch
+        kill_at, real_epoch = int(test_flags[test_flags.index("--kill-at-epoch") + 1]), train.loops.train_one_epoch
 
         def killed(*args, **kwargs):
             if args[5] == kill_at:  # the epoch number
@@ -164,19 +164,20 @@ if __name__ == "__main__":  # one process of a test run: the test-only settings,
                 os._exit(1)
             return real_epoch(*args, **kwargs)
 
-        train.train_one_epoch = killed
+        train.loops.train_one_epoch = killed
     if "--fail-on-rank-1-at-epoch" in test_flags:
-        fail_at, real_epoch = int(test_flags[test_flags.index("--fail-on-rank-1-at-epoch") + 1]), train.train_one_epoch
+        fail_at = int(test_flags[test_flags.index("--fail-on-rank-1-at-epoch") + 1])
+        real_epoch = train.loops.train_one_epoch
 
         def failing(*args, **kwargs):
             if args[5] == fail_at and torch.distributed.get_rank() == 1:  # what train_one_epoch says on a NaN loss
                 raise cli.UserError(f"the loss became NaN at epoch {fail_at}, step 1: lower --lr and try again.")
             return real_epoch(*args, **kwargs)
 
-        train.train_one_epoch = failing
+        train.loops.train_one_epoch = failing
     if sys.argv[split] == "--experiments":
-        import experiments  # here only: it imports matplotlib, which the training runs do not need
+        from experiments import reports  # here only: it imports matplotlib, which the training runs do not need
 
-        cli.run_cli(experiments.main, argv)
+        cli.run_cli(reports.main, argv)
     else:
         cli.run_cli(train.main, argv)

@@ -4,10 +4,9 @@ import matplotlib.image
 import pytest
 import torch
 
-from experiments import reports
 import utils
 from course.resnet_cifar import ResNet50Cifar
-from experiments import plots
+from experiments import plots, reports
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY = [{"epoch": e, "train_loss": 2.0 / e, "train_accuracy": 30.0 + 10 * e, "val_loss": 2.2 / e,

@@ -14,11 +14,12 @@ import pytest
 from conftest import side_by_side
 from submissions import edit, run_grade
 
+from course.assignment import find_blanks
 from grading.compare import PADDING_NOTE, STRIDE_NOTE, Reference, compare
-from grading.markers import fill_blanks, find_blanks, make_skeleton, reference_blanks
+from grading.markers import fill_blanks, make_skeleton, reference_blanks
 from grading.runner import read_junit
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_TEXT = (ROOT / "resnet.py").read_text(encoding="utf-8")
 
 DOWN_1X1 = "conv1x1(in_channels, middle_channels, stride=2, padding=0),  # middle x H/2 x W/2"

@@ -1,20 +1,34 @@
-"""The autograder's local try, as docs/grading.md gives it, with a relative tree and a relative interpreter."""
+"""The autograder's zip: what the grader's process imports goes in; its local try, as docs/grading.md gives it,
+with a relative tree and a relative interpreter."""
 import json
 import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 from submissions import run_grade
 
-ROOT = Path(__file__).resolve().parent.parent
+from grading import ROOT
+from grading.autograder import zip_members
+from grading.handout import local_imports
+
+
+def test_the_zip_carries_every_module_the_grader_imports():
+    members = zip_members()
+    assert {"grade.py", "course/cli.py", "course/assignment.py", "resnet.py", "tests/test_resnet.py",
+            "grading/__init__.py", "grading/judge.py", "grading/runner.py", "grading/fingerprint.py"} <= set(members)
+    for name in [name for name in members if name.endswith(".py") and name != "tests/test_resnet.py"]:
+        assert local_imports(ROOT / name, never=()) <= set(members), name  # what each imports came along
+    # nothing the grader does not import: no training code, no torch-heavy course module, no other tests
+    assert not {name for name in members if name.startswith("course/")} - {"course/cli.py", "course/assignment.py"}
+    assert not {"main.py", "check.py", "utils.py", "tests/submissions.py", "tests/conftest.py"} & set(members)
 
 
 def test_local_try_with_relative_paths(tmp_path):
     assert run_grade(["autograder", "-o", str(tmp_path / "autograder.zip")]) == 0
     with zipfile.ZipFile(tmp_path / "autograder.zip") as archive:
-        assert "probes.py" in archive.namelist()  # the grader's probes, shared with check.py
+        # the assignment's facts, shared with check.py, and the helpers the grader imports
+        assert {"course/assignment.py", "course/cli.py"} <= set(archive.namelist())
         archive.extractall(tmp_path / "ag" / "source")
     (tmp_path / "ag" / "source" / "run_autograder").chmod(0o755)
     (tmp_path / "ag" / "submission").mkdir()

@@ -18,7 +18,7 @@ from submissions import INLINE_NESTED
 from grading.builds import own_part
 from grading.judge import BUILD_NOTE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = (ROOT / "resnet.py").read_text(encoding="utf-8")
 FULL = {"block_downsample": 20, "block_same": 20, "stem_conv": 5, "stem_pool": 5,
         "layer2": 10, "layer3": 10, "layer4": 10, "avgpool": 5, "fc": 5}

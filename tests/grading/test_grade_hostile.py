@@ -17,7 +17,7 @@ from submissions import edit, run_grade
 
 from grading.sandbox import bwrap_problem
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = (ROOT / "resnet.py").read_text(encoding="utf-8")
 needs_bwrap = pytest.mark.skipif(bwrap_problem() is not None, reason=f"no bubblewrap here: {bwrap_problem()}")
 KILL_RUNNER = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"  # the runner is the job's parent

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from course.assignment import PROBES, find_blanks, label
 from course.cli import UserError
 from grading import ROOT
 from grading.builds import same_build, tree_difference, valid
@@ -13,7 +14,7 @@ from grading.cli import write_output
 from grading.compare import Reference, compare
 from grading.forms import code_tokens
 from grading.judge import BlankGrade, Grade
-from grading.markers import as_utf8, find_blanks, make_skeleton, read_source, read_submission
+from grading.markers import as_utf8, make_skeleton, read_source, read_submission
 from grading.outside import answers_outside, changes_outside
 from grading.report import csv_text, listing, student_results
 from grading.sandbox import bwrap_command, python_folders
@@ -181,3 +182,17 @@ def test_the_sandbox_never_sees_the_project():
         assert ROOT not in folder.parents or ".venv" in folder.parts
     command = " ".join(bwrap_command(Path("/tmp/job/in"), Path("/tmp/job/work"), ["python"]))
     assert f" {ROOT} " not in command and f"{ROOT}/tests" not in command and "--unshare-all" in command
+
+
+def test_the_sandbox_labels_probes_as_the_grader_does():
+    from grading import fingerprint  # its own copy of label: the sandbox cannot import course/
+
+    assert [fingerprint.label(list(p)) for ps in PROBES.values() for p in ps] == [
+        label(p) for ps in PROBES.values() for p in ps]
+    assert fingerprint.BLOCK == PROBES["block_same"][0][0]
+
+
+def test_a_blank_left_as_the_skeleton_gives_it_is_missing(ref):
+    skeleton_blanks = find_blanks(make_skeleton(REFERENCE))[0]
+    assert all(compare(ref, b.id, b.lines)[0] == "missing" for b in skeleton_blanks.values())
+    assert compare(ref, "fc", ["        self.fc = None\n"])[0] == "missing"

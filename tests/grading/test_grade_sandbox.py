@@ -20,7 +20,7 @@ import pytest
 from grading.markers import make_skeleton
 from grading.sandbox import SYSTEM_DIRS, bwrap_problem, python_folders
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = (ROOT / "resnet.py").read_text(encoding="utf-8")
 SKELETON = make_skeleton(REFERENCE)
 ANSWER = "conv1x1(in_channels, middle_channels, stride=2, padding=0)"  # a line of a reference answer
