@@ -19,14 +19,14 @@ def tiny_run(data, out, *extra):
 
 def interrupt_at_epoch(epoch: int, monkeypatch):
     """Make train.main stop with Ctrl-C when epoch `epoch` starts; returns the real train_one_epoch."""
-    real_epoch = train.train_one_epoch
+    real_epoch = train.loops.train_one_epoch
 
     def interrupted(*args, **kwargs):
         if args[5] == epoch:  # the epoch number
             raise KeyboardInterrupt
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+    monkeypatch.setattr(train.loops, "train_one_epoch", interrupted)
     return real_epoch
 
 
@@ -52,7 +52,7 @@ def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch, fix
     real_epoch = interrupt_at_epoch(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.main(tiny_run(tiny_data, tmp_path / "resumed", "--epochs", "2"))
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(train.loops, "train_one_epoch", real_epoch)
     with pytest.raises(utils.UserError, match="another recipe"):
         train.main(tiny_run(tiny_data, tmp_path / "resumed", "--epochs", "3", "--resume"))
     train.main(tiny_run(tiny_data, tmp_path / "resumed", "--epochs", "2", "--resume"))
@@ -121,7 +121,8 @@ def test_ema_keeps_the_better_of_the_average_and_the_raw_weights(raw_accuracy, k
     model = torch.nn.Linear(2, 2)
     ema = train.build_ema(model, 0.9)
     scores = {id(model): raw_accuracy, id(ema.module): 50.0}
-    monkeypatch.setattr(train, "evaluate", lambda module, *args: train.Evaluation(scores[id(module)], 1.0, None))
+    monkeypatch.setattr(train.loops, "evaluate",
+                        lambda module, *args: train.loops.Evaluation(scores[id(module)], 1.0, None))
     validated, module, record = train.validate(model, ema, None, "cpu", speed.COURSE_WAY, None)
     assert record == {"val_accuracy_ema": 50.0, "val_accuracy_raw": raw_accuracy, "kept": kept}
     assert validated.accuracy == max(50.0, raw_accuracy)
@@ -133,12 +134,12 @@ def test_resume_switches_precision_only_when_asked_and_records_it(tiny_data, tmp
     real_epoch = interrupt_at_epoch(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):  # a bf16 run (tiny: bf16 is emulated, so slow, on CPUs without it)...
         train.main(tiny_run(tiny_data, tmp_path, "--epochs", "3", "--precision", "bf16"))
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(train.loops, "train_one_epoch", real_epoch)
     interrupt_at_epoch(3, monkeypatch)
     with pytest.raises(KeyboardInterrupt):  # ...goes on in fp32 from epoch 2...
         train.main(tiny_run(tiny_data, tmp_path, "--epochs", "3", "--resume", "--precision", "fp32"))
     assert "precision switched bf16 -> fp32 from epoch 2 on" in capsys.readouterr().out
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(train.loops, "train_one_epoch", real_epoch)
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "3", "--resume", "--precision", "auto"))  # ...and stays fp32
     state = models.load_checkpoint(tmp_path / "last.pt")
     assert state["recipe"]["precision"] == "fp32"
@@ -151,7 +152,7 @@ def test_resume_accepts_a_run_saved_before_precision_and_world_size_were_recorde
     real_epoch = interrupt_at_epoch(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train.main(tiny_run(tiny_data, tmp_path, "--epochs", "2"))
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(train.loops, "train_one_epoch", real_epoch)
     state = models.load_checkpoint(tmp_path / "last.pt")
     del state["recipe"]["precision"], state["recipe"]["world_size"]  # what runs of earlier versions of train.py hold
     torch.save(state, tmp_path / "last.pt")
@@ -162,7 +163,7 @@ def test_resume_accepts_a_run_saved_before_precision_and_world_size_were_recorde
 @pytest.mark.parametrize("schedule, first, last", [("cosine", 0.1, 0.0), ("constant", 0.1, 0.1)])
 def test_fine_tuning_schedules_start_at_lr_and_cosine_ends_at_zero(schedule, first, last):
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    scheduler = train.build_schedule(optimizer, schedule, 0.1, epochs=2, steps_per_epoch=5)
+    scheduler = train.loops.build_schedule(optimizer, schedule, 0.1, epochs=2, steps_per_epoch=5)
     rates = []
     for _ in range(10):  # one step per batch, as train_one_epoch does
         rates.append(optimizer.param_groups[0]["lr"])
