@@ -223,12 +223,12 @@ def fit(args, device: torch.device) -> None:
     for epoch in range(start_epoch, args.epochs + 1):
         started = time.perf_counter()
         stats = loops.train_one_epoch(trained, train_batches, optimizer, train_criterion, device, epoch, args.epochs,
-                                scheduler, config, ema, quiet=not distributed.is_main(), teacher=teacher,
-                                ranks=distributed.world_size())
+                                      scheduler, config, ema, quiet=not distributed.is_main(), teacher=teacher,
+                                      ranks=distributed.world_size())
         # under torchrun, every rank's share of the epoch (one process: the numbers themselves)
-        loss_sum, correct, seen, steps = distributed.sum_over_ranks([stats.loss_sum, stats.correct, stats.seen,
-                                                                     stats.steps], device)
-        train_loss, train_accuracy = loss_sum / steps, 100.0 * correct / seen
+        stats = loops.EpochStats(*distributed.sum_over_ranks([stats.loss_sum, stats.correct, stats.seen, stats.steps],
+                                                             device))
+        train_loss, train_accuracy = stats.loss, stats.accuracy
         if not distributed.is_main():
             continue  # rank 0 validates and saves; the others wait for it at the next epoch's first step
         train_seconds = time.perf_counter() - started

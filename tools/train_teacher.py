@@ -178,7 +178,7 @@ def main(argv=None) -> None:
         train_seconds = time.perf_counter() - epoch_started
         last = epoch == hyp["epochs"] - 1
         tta = hyp["tta_level"] if last else 0  # test-time augmentation costs 6 passes: only for the final weights
-        accuracy = evaluate(model, val_x, val_y, tta)
+        accuracy = tta_accuracy(model, val_x, val_y, tta)
         seen = steps_per_epoch * hyp["batch_size"]
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": 100 * correct / seen,
                "val_accuracy": accuracy, "tta_level": tta, "lr": optimizer.param_groups[1]["lr"],
@@ -201,7 +201,7 @@ def main(argv=None) -> None:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tta_level: int) -> float:
+def tta_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, tta_level: int) -> float:
     """Accuracy (%) with airbench's test-time augmentation."""
     model.eval()
     correct = 0
