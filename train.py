@@ -56,10 +56,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ema", type=cli.natural_float, default=0, metavar="DECAY",
                         help="validate and keep an exponential moving average of the weights with this decay per step, "
                         "e.g. 0.999 (default: 0 = off)")
-    parser.add_argument("--teacher", metavar="CHECKPOINT",
+    parser.add_argument("--teacher", metavar="CHECKPOINT", nargs="+",
                         help="knowledge distillation: also learn from this trained model's predictions (a checkpoint "
                         "of any --model, e.g. a vgg16 run's best.pt, trained on the run's classes); it sees the same "
-                        "augmented batches, in eval mode and without gradients (default: none)")
+                        "augmented batches, in eval mode and without gradients. Several checkpoints teach as one "
+                        "ensemble: the mean of their log-probabilities (default: none)")
     parser.add_argument("--kd-weight", type=cli.natural_float, metavar="W",
                         help="with --teacher: loss = (1 - W) * cross-entropy (label-smoothed) + W * T^2 * "
                         "KL(teacher || student), both softmaxes at temperature T (default: 0.5)")
@@ -118,7 +119,8 @@ def recipe_of(args, precision: str) -> dict:
     if args.sync_bn:
         recipe["sync_bn"] = True
     if args.teacher:  # runs without a teacher (and older runs) have none of these keys
-        recipe.update(teacher=args.teacher, kd_weight=args.kd_weight, kd_temperature=args.kd_temperature)
+        teacher = args.teacher[0] if len(args.teacher) == 1 else args.teacher  # one: as runs before ensembles
+        recipe.update(teacher=teacher, kd_weight=args.kd_weight, kd_temperature=args.kd_temperature)
     return recipe
 
 

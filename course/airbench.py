@@ -57,6 +57,7 @@ class AirbenchNet(nn.Module):
         super().__init__()
         self.whiten = nn.Conv2d(3, 24, kernel_size=2, padding=0, bias=True)  # set by init_whitening, then frozen
         self.whiten.weight.requires_grad_(False)
+        nn.init.zeros_(self.whiten.bias)  # airbench: the bias starts at 0 and learns for the first epochs
         self.group1 = ConvGroup(24, WIDTHS[0])
         self.group2 = ConvGroup(WIDTHS[0], WIDTHS[1])
         self.group3 = ConvGroup(WIDTHS[1], WIDTHS[2])

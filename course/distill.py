@@ -2,9 +2,9 @@
 
     python train.py --model resnet50 --teacher ~/.cache/resnet50-cifar10/vgg16-run1/best.pt ...
 
-The teacher is any trained checkpoint of this project with the run's classes (e.g. a VGG16-BN): train.py runs it
-frozen, in eval mode and without gradients, on the same augmented batch as the student, the way the run's speed
-choice says, and `Distillation` mixes its softened predictions into the loss.
+The teacher is any trained checkpoint of this project with the run's classes (e.g. a VGG16-BN), or several taught
+as one `Ensemble`: train.py runs it frozen, in eval mode and without gradients, on the same augmented batch as the
+student, the way the run's speed choice says, and `Distillation` mixes its softened predictions into the loss.
 """
 import torch
 import torch.nn as nn
@@ -33,7 +33,26 @@ class Distillation(nn.Module):
         return (1 - self.weight) * self.criterion(logits, labels) + self.weight * t * t * soft
 
 
-def load_teacher(path: str, classes: tuple[str, ...], device, config: speed.Config) -> nn.Module:
+class Ensemble(nn.Module):
+    """Several teachers as one: the mean of their log-probabilities, i.e. the normalized geometric mean of their
+    predictions. Its outputs are logits (softmax ignores the constant), so Distillation takes them as one teacher's."""
+
+    def __init__(self, teachers: list[nn.Module]):
+        super().__init__()
+        self.teachers = nn.ModuleList(teachers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([F.log_softmax(t(images).float(), dim=1) for t in self.teachers]).mean(0)
+
+
+def load_teacher(paths: list[str], classes: tuple[str, ...], device, config: speed.Config) -> nn.Module:
+    """The teacher of --teacher: one checkpoint's model, or the Ensemble of several; frozen, in eval mode, run the way
+    `config` says."""
+    teachers = [load_one_teacher(path, classes, device, config) for path in paths]
+    return teachers[0] if len(teachers) == 1 else Ensemble(teachers).eval()
+
+
+def load_one_teacher(path: str, classes: tuple[str, ...], device, config: speed.Config) -> nn.Module:
     """A trained model of any of MODELS, frozen in eval mode and run the way `config` says."""
     teacher, state = models.load_trained(path)
     if tuple(state.get("classes", ())) != tuple(classes):

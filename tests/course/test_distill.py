@@ -60,8 +60,27 @@ def test_a_run_with_a_teacher_trains_records_it_and_its_loss_differs(tiny_data, 
 
 
 def test_the_teacher_is_frozen_in_eval_mode(teacher):
-    model = distill.load_teacher(teacher, utils.CIFAR10_CLASSES, torch.device("cpu"), speed.COURSE_WAY)
-    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    for paths in ([teacher], [teacher, teacher]):  # one teacher, and an ensemble
+        model = distill.load_teacher(paths, utils.CIFAR10_CLASSES, torch.device("cpu"), speed.COURSE_WAY)
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+        assert isinstance(model, distill.Ensemble) == (len(paths) == 2)
+
+
+def test_an_ensemble_teaches_the_mean_of_its_log_probabilities():
+    torch.manual_seed(0)
+    first, second = nn.Linear(5, 10), nn.Linear(5, 10)
+    x = torch.randn(4, 5)
+    expected = (F.log_softmax(first(x), 1) + F.log_softmax(second(x), 1)) / 2
+    ensemble = distill.Ensemble([first, second])
+    assert torch.allclose(ensemble(x), expected, atol=1e-6)
+    # as targets, an ensemble of one model's copies is that model: the same softmax at any temperature
+    alone = distill.Ensemble([first, first])(x)
+    assert torch.allclose(F.softmax(alone / 4, 1), F.softmax(first(x) / 4, 1), atol=1e-6)
+
+
+def test_a_run_with_two_teachers_records_both(tiny_data, tmp_path, teacher, fixed_speed):
+    train.main(tiny_run(tiny_data, tmp_path, "--teacher", teacher, teacher))
+    assert models.load_checkpoint(tmp_path / "last.pt")["recipe"]["teacher"] == [teacher, teacher]
 
 
 def test_a_teacher_of_other_classes_is_refused_clearly(tiny_data, tmp_path, teacher, fixed_speed):
