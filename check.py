@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import io
 import re
-import tokenize
 import traceback
 import types
 from contextlib import contextmanager
@@ -64,24 +62,9 @@ def read_lines(path: Path) -> list[str]:
         raise UserError(f"{path} is empty: nothing was checked. Give the path of your resnet.py, the file with "
                         "the BEGIN/END BLANK lines.")
     try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as error:
-        if "unknown encoding" in str(error):
-            raise UserError(f"{path}: Python cannot read your file ({error}), so nothing was checked. Fix its "
-                            "`# coding:` line (or remove it: UTF-8 needs none) and run check.py again.") from None
-        encoding = "utf-8"  # bytes that are not UTF-8 in the first two lines: said with their line below
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise UserError(f"{path}, line {line}: byte 0x{data[error.start]:02x} is not {error.encoding} text, so "
-                        "Python cannot read your file and nothing was checked. Save it as UTF-8 (your editor's "
-                        "'save with encoding') and run check.py again.") from None
-    if "\0" in text:
-        line = text[:text.index("\0")].count("\n") + 1
-        raise UserError(f"{path}, line {line}: a NUL (zero) byte, which Python cannot read, so nothing was "
-                        "checked. Save the file again as plain text and run check.py again.")
-    return text.removeprefix("\ufeff").splitlines(keepends=True)
+        return spec.decode_source(data, str(path)).splitlines(keepends=True)
+    except UserError as error:
+        raise UserError(f"{error}\nNothing was checked: fix that and run check.py again.") from None
 
 
 def load(path: Path, lines: list[str]) -> types.ModuleType:

@@ -6,6 +6,8 @@
     python main.py --help                # every option
 """
 import argparse
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +25,9 @@ WEIGHT_DECAY = 5e-4  # SGD's; gentle on a converged model
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Fine-tune a pretrained model on CIFAR-10 and report its test "
                                      "accuracy, as in the course assignment.")
-    parser.add_argument("--model", choices=list(models.MODELS), default="resnet50",
-                        help="architecture (default: resnet50)")
+    parser.add_argument("--model", choices=list(models.MODELS), default="resnet50", metavar="MODEL",
+                        help=f"architecture, one of those this copy has: {', '.join(models.available_models())} "
+                        "(default: resnet50)")
     parser.add_argument("--checkpoint",
                         help="pretrained weights to start from (default: checkpoints/<model>_cifar10.pt)")
     parser.add_argument("--no-pretrained", action="store_true",
@@ -65,6 +68,7 @@ def load_model(args, classes):
         print(f"Model: {args.model} from random weights (--no-pretrained): "
               "this is training from scratch, not fine-tuning.")
         return models.build_model(args.model, len(classes)), {}
+    models.model_class(args.model)  # a model this copy lacks is said first, not as a missing checkpoint
     path = pretrained_path(args)
     if not path.is_file():
         data_dir = utils.find_prepared_copy()
@@ -123,7 +127,20 @@ def output_path(args) -> Path:
     return Path("runs") / f"{args.model}_finetuned_{timestamp()}.pt"
 
 
-def main(argv=None) -> None:
+def save_or_rescue(path: Path, model: nn.Module, meta: dict) -> Path:
+    """Save to `path`; if that fails after all (a full disk, a folder gone), save to the temp folder and say where."""
+    try:
+        models.save_checkpoint(path, model, meta)
+        return path
+    except OSError as error:
+        rescued = Path(tempfile.gettempdir()) / f"rescued-{timestamp()}-{path.name}"
+        models.save_checkpoint(rescued, model, meta)
+        print(f"error: could not save the weights to {cli.display_path(path)} ({error.strerror or error}); they "
+              f"are in {rescued} instead: copy them from there.", file=sys.stderr)
+        return rescued
+
+
+def main(argv=None) -> int | None:
     args = parse_args(argv)
     started = time.perf_counter()
     device = utils.pick_device(args.device)
@@ -133,8 +150,8 @@ def main(argv=None) -> None:
     if not args.no_pretrained and out_path.resolve() == pretrained_path(args).resolve():
         raise cli.UserError(f"--out {out_path} is the pretrained checkpoint itself; choose another file so it is "
                                "never overwritten.")
-    if out_path.is_dir():  # found now, not after the training it would lose
-        raise cli.UserError(f"--out {out_path} is a folder; give a file name, e.g. {out_path / 'finetuned.pt'}.")
+    if args.epochs > 0:  # found now, not after the training it would lose
+        cli.check_writable(out_path, "--out")
 
     model, meta = load_model(args, classes)
     print(f"Device: {device} ({speed.device_name(device)})", flush=True)
@@ -161,14 +178,15 @@ def main(argv=None) -> None:
         recipe = {"finetuned_from": str(meta["path"]) if meta else None, "epochs": args.epochs,
                   "optimizer": args.optimizer, "lr": args.lr, "schedule": args.schedule, "batch_size": args.batch_size,
                   "seed": args.seed, "precision": args.precision}
-        models.save_checkpoint(out_path, model, {"arch": args.model, "num_classes": len(classes),
-                                                "classes": list(classes),
-                                                "epoch": trained_epochs(meta) + args.epochs, "accuracy": accuracy,
-                                                "accuracy_split": "test", "recipe": recipe})
-        print(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to "
-              f"{cli.display_path(out_path)}")
+        saved = save_or_rescue(out_path, model, {"arch": args.model, "num_classes": len(classes),
+                                                 "classes": list(classes),
+                                                 "epoch": trained_epochs(meta) + args.epochs, "accuracy": accuracy,
+                                                 "accuracy_split": "test", "recipe": recipe})
+        cli.say_even_if_stdout_closed(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to "
+                                      f"{cli.display_path(saved)}")
     print(f"Done in {cli.format_seconds(time.perf_counter() - started)} on {device}.")
+    return 1 if args.epochs > 0 and saved != out_path else None
 
 
 if __name__ == "__main__":
-    cli.run_cli(main)
+    cli.run_cli(main, finish_when_stdout_closes=True)

@@ -5,8 +5,12 @@ Standard library only: students get this file with check.py, and the grader's ow
 """
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 from dataclasses import dataclass
+
+from course.cli import UserError
 
 # ------------------------------------------------ the blanks, each between two marker lines:
 #     # BEGIN BLANK <id> points=<n> hint="<hint>"
@@ -60,6 +64,29 @@ def untouched(lines: list[str]) -> bool:
     """Whether a blank's answer is still the skeleton's: nothing but comments, or only `x = None`."""
     code = [c for c in (re.sub(r"#.*", "", line).strip() for line in lines) if c]
     return not code or (len(code) == 1 and re.fullmatch(r"[\w.]+\s*=\s*None", code[0]) is not None)
+
+
+def decode_source(data: bytes, name: str) -> str:
+    """A Python file's bytes as text, decoded as Python decodes them (UTF-8, a byte-order mark, or what a `# coding:`
+    line names); what Python cannot read is a UserError that names the line and says how to fix it."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as error:
+        if "unknown encoding" in str(error):
+            raise UserError(f"{name}: Python cannot read it ({error}): fix its `# coding:` line (or remove it: "
+                            "UTF-8 needs none).") from None
+        encoding = "utf-8"  # bytes that are not UTF-8 in the first two lines: said with their line below
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise UserError(f"{name}, line {line}: byte 0x{data[error.start]:02x} is not {error.encoding} text: Python "
+                        "cannot read it. Save it as UTF-8 (the editor's 'save with encoding').") from None
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise UserError(f"{name}, line {line}: a NUL (zero) byte, which Python cannot read: save the file again "
+                        "as plain text.")
+    return text.removeprefix("\ufeff")
 
 
 # ------------------------------------------------ the sizes (those of tests/test_resnet.py), for one image

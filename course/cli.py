@@ -16,11 +16,15 @@ class UserError(Exception):
     """A problem with the user's input: printed as one clear message, no traceback."""
 
 
-def run_cli(entry, argv=None) -> None:
+def run_cli(entry, argv=None, finish_when_stdout_closes: bool = False) -> None:
     """Run a command-line entry point: a UserError becomes one clear line and exit code 2; a closed stdout, silence.
 
-    An integer return value becomes the exit code; None returns normally.
+    A closed stdout (`... | head`) ends the command, unless finish_when_stdout_closes: then it runs to its end
+    without printing (a training run that saves its weights). An integer return value becomes the exit code.
     """
+    stdout = sys.stdout
+    if finish_when_stdout_closes:
+        sys.stdout = StdoutThatOutlivesItsReader(stdout)
     try:
         try:
             code = _run(entry, argv)
@@ -29,8 +33,44 @@ def run_cli(entry, argv=None) -> None:
     except BrokenPipeError:  # the reader went away (`python main.py | head`): Python's documented recipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the flush at exit stays quiet
         code = 1
+    finally:
+        sys.stdout = stdout
     if isinstance(code, int):
         sys.exit(code)
+
+
+class StdoutThatOutlivesItsReader:
+    """sys.stdout that, once its reader has gone, sends the rest to /dev/null instead of raising BrokenPipeError."""
+
+    def __init__(self, stream):
+        self.stream, self.reader_has_gone = stream, False
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self.reader_gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self.reader_gone()
+
+    def reader_gone(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        self.reader_has_gone = True
+
+    def __getattr__(self, name):  # isatty, fileno, encoding...: the stream's own
+        return getattr(self.stream, name)
+
+
+def say_even_if_stdout_closed(text: str) -> None:
+    """Print a line the user must see (where the weights went): to stderr too when stdout's reader has gone."""
+    print(text, flush=True)
+    if getattr(sys.stdout, "reader_has_gone", False):
+        print(text, file=sys.stderr, flush=True)
 
 
 def _run(entry, argv) -> int | None:
@@ -104,6 +144,21 @@ def atomic_file(path: str | Path):
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)  # only left there if something failed
+
+
+def check_writable(path: str | Path, flag: str) -> None:
+    """Make sure a file can be written at `path` (its folder made if missing) before hours of work go into it."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise UserError(f"{flag} {path}: cannot write there ({error.strerror or error}); choose another "
+                        f"{flag}.") from None
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'finetuned.pt'}.")
 
 
 def write_atomically(path: str | Path, data: bytes | str) -> Path:

@@ -72,7 +72,7 @@ def rank_device(name: str | None) -> torch.device:
 @contextlib.contextmanager
 def process_group(device: torch.device):
     """Join torchrun's process group for the block: NCCL on CUDA, gloo on CPU. Nothing without torchrun, or when a
-    caller (experiments.py) already joined."""
+    caller (experiments/reports.py) already joined."""
     if not launched() or dist.is_initialized():
         yield
         return

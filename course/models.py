@@ -3,6 +3,7 @@
     model = models.load_trained("checkpoints/resnet50_cifar10.pt", classes, device)
 """
 import importlib
+import importlib.util
 import pickle
 import zipfile
 from pathlib import Path
@@ -27,10 +28,10 @@ MODELS = {
 }
 
 
-def build_model(arch: str, num_classes: int) -> nn.Module:
-    """A fresh model by name: one of MODELS."""
+def model_class(arch: str) -> tuple[type, dict]:
+    """The class of one of MODELS and its keyword arguments; a UserError when its file is not in this copy."""
     if arch not in MODELS:
-        raise UserError(f"unknown model '{arch}': use one of {', '.join(MODELS)}.")
+        raise UserError(f"unknown model '{arch}': use one of {', '.join(available_models())}.")
     module_name, class_name, options = MODELS[arch]
     try:
         module = importlib.import_module(module_name)
@@ -38,8 +39,19 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
         if error.name != module_name:  # a module that is there failed to import: that is not ours to hide
             raise
         raise UserError(f"{arch} ({module_name.replace('.', '/')}.py) is not part of this copy of the project: "
-                        "use --model resnet50.") from None
-    return getattr(module, class_name)(num_classes, **options)
+                        f"use --model {' or '.join(available_models())}.") from None
+    return getattr(module, class_name), options
+
+
+def available_models() -> list[str]:
+    """The names of MODELS whose file this copy of the project has (the handout: resnet50 only)."""
+    return [arch for arch, (module, _, _) in MODELS.items() if importlib.util.find_spec(module) is not None]
+
+
+def build_model(arch: str, num_classes: int) -> nn.Module:
+    """A fresh model by name: one of MODELS."""
+    cls, options = model_class(arch)
+    return cls(num_classes, **options)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict, half: bool = False, **state) -> None:
@@ -74,6 +86,12 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
             and all(isinstance(value, torch.Tensor) for value in checkpoint["model"].values())):
         raise UserError(f"{shown} is not a checkpoint of this project (no 'format': {CHECKPOINT_FORMAT} with "
                         "model weights; a bare model.state_dict() is not one either). Make one with train.py.")
+    broken = [key for key, value in checkpoint["model"].items()
+              if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
+        raise UserError(f"{shown} is damaged: its weights hold values that are not numbers (NaN or infinity), in "
+                        f"{broken[0]}{more}. {again}")
     return checkpoint
 
 

@@ -1,8 +1,8 @@
 """Training and evaluation throughput: the course's plain way against the fastest path for this machine.
 
-    python bench.py                    # ResNet-50, batch 100, on the best device
-    python bench.py --model vgg16 --steps 4
-    python bench.py --accuracy-check data/cifar10-split   # same accuracy both ways?
+    python -m experiments.bench        # ResNet-50, batch 100, on the best device
+    python -m experiments.bench --model vgg16 --steps 4
+    python -m experiments.bench --accuracy-check data/cifar10-split   # same accuracy both ways?
 
 Runs on synthetic uint8 32x32 images (CIFAR-10's size and type), so no data set is
 needed. The fast path is the one speed.choose picks here (cached; --retune measures

@@ -1,7 +1,7 @@
 """torch.compile against eager on train.py's training epoch: is the compile time paid back within one epoch?
 
-    python bench_compile.py                              # ResNet-50, batch 128, 20 timed steps
-    python bench_compile.py --model airbench --batch-size 1024 --steps 4
+    python -m experiments.bench_compile                          # ResNet-50, batch 128, 20 timed steps
+    python -m experiments.bench_compile --model airbench --batch-size 1024 --steps 4
 
 Both runs go through train.py's own `train_one_epoch` on synthetic uint8 images, with the configuration
 speed.choose picks for the machine. The compiled run's first step includes the compilation; the epoch's time

@@ -1,15 +1,15 @@
 """The reports' experiments, one command each: train, then write curves, figures and a results table.
 
-    python experiments.py three-class --data-dir data/cifar10-jpg
-    python experiments.py scratch-vs-pretrained --data-dir data/cifar10-jpg
-    python experiments.py course-run --data-dir data/cifar10-split
-    python experiments.py figures runs/three-class/vgg16-course --data-dir data/cifar10-jpg
+    python -m experiments.reports three-class --data-dir data/cifar10-jpg
+    python -m experiments.reports scratch-vs-pretrained --data-dir data/cifar10-jpg
+    python -m experiments.reports course-run --data-dir data/cifar10-split
+    python -m experiments.reports figures runs/three-class/vgg16-course --data-dir data/cifar10-jpg
 
 Training goes through train.py's main() (main.py's for course-run), in this process.
 Running a command again resumes its unfinished runs (train.py refuses a changed
-recipe). EXPERIMENTS.md gives the recipes, the reports' numbers and CPU estimates.
+recipe). experiments/README.md gives the recipes, the reports' numbers and CPU estimates.
 three-class and scratch-vs-pretrained also run under torchrun (`torchrun --nproc_per_node 2
-experiments.py three-class ...`): every process trains, rank 0 alone prints and writes.
+-m experiments.reports three-class ...`): every process trains, rank 0 alone prints and writes.
 """
 import argparse
 import functools
@@ -348,7 +348,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                             description="Write history.png, history.csv, predictions.png and confusion.png "
                             "into each run folder.")
     p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="a run folder written by train.py or experiments.py, e.g. runs/three-class/vgg16-course")
+                   help="a run folder written by train.py or python -m experiments.reports, "
+                   "e.g. runs/three-class/vgg16-course")
     p.add_argument("--data-dir",
                    help="the --data-dir the run was trained with (its validation split is re-made from it)")
     p.add_argument("--device", help=utils.DEVICE_HELP)
@@ -361,8 +362,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if distributed.launched() and args.handler in (course_run, figures) and int(os.environ["WORLD_SIZE"]) > 1:
         raise cli.UserError(f"{args.command} runs in one process (main.py, the students' run, stays one process; "
-                               f"figures need no training): start it with python experiments.py {args.command} ..., "
-                               "not torchrun.")
+                               "figures need no training): start it with "
+                               f"python -m experiments.reports {args.command} ..., not torchrun.")
     device = distributed.rank_device(args.device)
     with distributed.process_group(device):  # once for all the runs of the experiment (train.py joins it)
         args.handler(args)

@@ -28,7 +28,7 @@ LIMITS_HELP = {
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one `error: ...` paragraph (see common.run_cli)."""
+    """An argument parser whose errors are one `error: ...` paragraph (see course.cli.run_cli)."""
 
     def error(self, message: str):
         raise UserError(f"{message} (see `python {self.prog} --help`)")
@@ -240,11 +240,11 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; a problem with the input raises UserError (common.run_cli prints it)."""
+    """Run the command line; a problem with the input raises UserError (course.cli.run_cli prints it)."""
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except BrokenPipeError:  # the reader went away (`... | head`): common.run_cli ends quietly
+    except BrokenPipeError:  # the reader went away (`... | head`): course.cli.run_cli ends quietly
         raise
     except OSError as error:
         raise UserError(f"{error.filename}: {error.strerror}" if error.filename else str(error)) from None

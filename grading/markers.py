@@ -3,15 +3,13 @@ read sources and submissions. Finding the blanks is course/assignment.py's (chec
 from __future__ import annotations
 
 import ast
-import io
 import os
 import re
 import stat
 import textwrap
-import tokenize
 from pathlib import Path
 
-from course.assignment import Blank, find_blanks, untouched
+from course.assignment import Blank, decode_source, find_blanks, untouched
 from course.cli import UserError
 
 CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
@@ -21,17 +19,7 @@ MAX_SUBMISSION = 2**20  # bytes: a resnet.py is about 6 kB
 def read_source(path: Path) -> str:
     """A Python file's text, decoded as Python decodes it (a byte-order mark, a `coding:` line)."""
     with open(path, "rb") as f:
-        return decode(f.read(), path)
-
-
-def decode(data: bytes, path: Path) -> str:
-    """Bytes of a Python file as text, decoded as Python decodes them; a UserError if Python cannot."""
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-        text = data.decode(encoding)
-    except (SyntaxError, LookupError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: Python cannot decode it either: {error}") from None
-    return text.removeprefix("\ufeff")
+        return decode_source(f.read(), str(path))
 
 
 def read_submission(path: Path) -> str:
@@ -49,7 +37,7 @@ def read_submission(path: Path) -> str:
         data = f.read(MAX_SUBMISSION + 1)
     if len(data) > MAX_SUBMISSION:
         raise UserError(f"{path.name} is larger than {MAX_SUBMISSION // 2**10} kB: it was not read")
-    return decode(data, Path(path.name))
+    return decode_source(data, path.name)
 
 
 def not_regular(path: Path) -> str | None:

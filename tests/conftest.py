@@ -122,7 +122,8 @@ def fixed_speed(monkeypatch):
 
 @pytest.fixture(autouse=True, scope="session")
 def speed_cache(tmp_path_factory):
-    """Keep speed.py's cache of measured choices out of the user's ~/.cache, shared by every test of the session."""
+    """Keep course/speed.py's cache of measured choices out of the user's ~/.cache, shared by every test of the
+    session."""
     import os
 
     folder = tmp_path_factory.mktemp("xdg_cache")

@@ -61,7 +61,8 @@ def runs(tiny_data, tiny_checkpoint, tmp_path_factory) -> Iterator[Runs]:
         "evaluate_only": lambda: run_main("--data-dir", tiny_data, "--no-pretrained", "--epochs", 0,
                                           "--classes", "cat,dog", "--out", folder / "never.pt"),
         "bad_input": lambda: run_main("--data-dir", folder / "empty", "--no-pretrained"),
-        "closed_stdout": lambda: closed_stdout_run("--data-dir", tiny_data, "--no-pretrained", "--epochs", "0",
+        "closed_stdout": lambda: closed_stdout_run("--data-dir", tiny_data, "--no-pretrained", "--batch-size", 60,
+                                                   "--precision", "fp32", "--out", folder / "closed.pt",
                                                    "--device", "cpu"),
         "help_buffered": lambda: closed_stdout_run("--help"),
         "help_unbuffered": lambda: closed_stdout_run("--help", buffered=False),
@@ -295,9 +296,51 @@ def test_paths_inside_the_current_folder_print_relative(tiny_data, tiny_checkpoi
     assert f"Data: {tiny_data.name} (--data-dir)" in out
 
 
-def test_stdout_closed_early_is_quiet(runs):
+def test_a_run_whose_stdout_closes_early_still_trains_and_saves(runs):  # `python main.py | head -1`
     result = runs.started["closed_stdout"].result()
-    assert (result.returncode, result.stderr) == (1, "")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == f"Saved the trained weights to {runs.folder / 'closed.pt'}"
+    assert models.load_checkpoint(runs.folder / "closed.pt")["epoch"] == 1
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_training(capsys, tiny_data, tiny_checkpoint, tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    unwritable = tmp_path / "a_file" / "w.pt"  # under a file: refused even for root, who ignores permissions
+    fails_with(capsys, ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--out", unwritable],
+               r"--out .*a_file/w\.pt: cannot write there \(.*\); choose another --out")
+    assert "Epoch [" not in capsys.readouterr().out  # refused before the first step
+
+
+def test_weights_that_cannot_be_saved_after_training_are_kept_elsewhere(capsys, tiny_data, tiny_checkpoint, tmp_path,
+                                                                       monkeypatch, fixed_speed):
+    real_save, out = models.save_checkpoint, tmp_path / "out.pt"
+
+    def disk_full_at_out(path, *args, **kwargs):
+        if Path(path) == out:
+            raise OSError(28, "No space left on device")
+        real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(models, "save_checkpoint", disk_full_at_out)
+    monkeypatch.setattr(main.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    with pytest.raises(SystemExit) as stop:
+        run_cli(main.main, ["--data-dir", str(tiny_data), "--checkpoint", str(tiny_checkpoint), "--batch-size", "60",
+                            "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    rescued = list((tmp_path / "tmp").glob("rescued-*-out.pt"))
+    assert stop.value.code == 1 and len(rescued) == 1 and not out.exists()
+    assert f"could not save the weights to {out} (No space left on device); they are in {rescued[0]}" in err
+    assert models.load_checkpoint(rescued[0])["epoch"] == 2  # the checkpoint's 1 epoch and this one
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(capsys, tiny_data, tiny_checkpoint, tmp_path):
+    checkpoint = models.load_checkpoint(tiny_checkpoint)
+    checkpoint["model"]["layer2.0.layer.0.0.weight"][0, 0] = float("nan")
+    checkpoint["model"]["fc.bias"][3] = float("inf")
+    damaged = tmp_path / "damaged.pt"
+    torch.save(checkpoint, damaged)
+    write_and_check_untouched(capsys, tiny_data, tmp_path, damaged.read_bytes(),
+                              r"is damaged: its weights hold values that are not numbers \(NaN or infinity\), in "
+                              r"layer2\.0\.layer\.0\.0\.weight and 1 more\. Download or copy it again")
 
 
 @pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A small image-folder sample of the data for the GPU machine, which takes at most 64 MiB with the
-# tracked tree (both checkpoints are ~60 MB of it): all 5,000 held-out test images and the first
-# PER_CLASS training images of each class (default 500): 9 MB of JPEGs, ~3 MB as data/gpu-sample.tar.gz,
-# the file to carry (gpu_check.sh extracts it).
+# tracked tree (its two checkpoints, ResNet-50 and VGG16-BN, are ~59 MB of it): all 5,000 held-out
+# test images and the first PER_CLASS training images of each class (default 500): 9 MB of JPEGs,
+# ~3 MB as data/gpu-sample.tar.gz, the file to carry (gpu_check.sh extracts it).
 #   bash tools/make_gpu_sample.sh [PER_CLASS]     # writes data/gpu-sample/{train,test}/<class>/ and the archive
 set -euo pipefail
 cd "$(dirname "$0")/.."

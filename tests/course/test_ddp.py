@@ -1,9 +1,10 @@
-"""train.py and experiments.py under torchrun: 2 processes on the CPU (gloo), tiny data.
+"""train.py and experiments/reports.py under torchrun: 2 processes on the CPU (gloo), tiny data.
 
-Each test starts real processes: `torchrun --standalone --nproc_per_node 2 tests/test_ddp.py [TEST FLAGS] --train ARGS`
-runs this file as a script (the block at the bottom), which applies the test-only settings it is given and then
-calls train.py's main with ARGS, exactly as `torchrun ... train.py ARGS` would (`--experiments ARGS`: experiments.py's
-main). Every launch costs seconds (three processes import torch), so the runs that can be shared are.
+Each test starts real processes:
+`torchrun --standalone --nproc_per_node 2 tests/course/test_ddp.py [TEST FLAGS] --train ARGS` runs this file as a
+script (the block at the bottom), which applies the test-only settings it is given and then calls train.py's main
+with ARGS, exactly as `torchrun ... train.py ARGS` would (`--experiments ARGS`: experiments/reports.py's main).
+Every launch costs seconds (three processes import torch), so the runs that can be shared are.
 """
 import json
 import os
@@ -32,8 +33,8 @@ def tiny_run(data, out, *extra) -> list[str]:
 
 
 def launch(processes: int, argv: list[str], *test_flags: str, main: str = "--train") -> subprocess.CompletedProcess:
-    """Run this file (train.py's main, or experiments.py's with main="--experiments", with the test settings) under
-    torchrun with 2 ranks of 1 thread, or with plain python for 1 process."""
+    """Run this file (train.py's main, or experiments/reports.py's with main="--experiments", with the test
+    settings) under torchrun with 2 ranks of 1 thread, or with plain python for 1 process."""
     start = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
         if processes > 1 else [sys.executable]
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
@@ -144,7 +145,7 @@ def test_experiments_three_class_under_torchrun(tiny_data, tmp_path):
     assert (out / "vgg16-course" / "confusion.png").is_file() and "x 2 processes" in (out / "results.md").read_text()
 
 
-if __name__ == "__main__":  # one process of a test run: the test-only settings, then train.py's (experiments.py's) main
+if __name__ == "__main__":  # one process of a test run: the test-only settings, then train.py's or reports.py's main
     split = next(i for i, arg in enumerate(sys.argv) if arg in ("--train", "--experiments"))
     test_flags, argv = sys.argv[1:split], sys.argv[split + 1:]
     # one fixed speed path, whatever speed.choose's timing would pick: the runs compared compute alike, and no

@@ -1,4 +1,4 @@
-"""speed.py: the fast paths compute what the plain model computes, and the choice is timed once, then cached."""
+"""course/speed.py: the fast paths compute what the plain model computes, and the choice is timed once, then cached."""
 import json
 
 import pytest

@@ -1,5 +1,5 @@
-"""experiments.py, plots.py and the CIFAR-stem ResNet-50: figures, shapes, the 3-class subset, one tiny
-end-to-end run."""
+"""experiments/reports.py, experiments/plots.py and the CIFAR-stem ResNet-50: figures, shapes, the 3-class subset,
+one tiny end-to-end run."""
 import matplotlib.image
 import pytest
 import torch

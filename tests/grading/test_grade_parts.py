@@ -58,8 +58,11 @@ def test_sources_are_read_as_python_reads_them(tmp_path):
     assert read_source(tmp_path / "latin.py") == latin
     assert as_utf8(latin).startswith("# -*- coding: utf-8 -*-\n# élève\n")
     (tmp_path / "bad.py").write_bytes(b"x = '\xff'\n")
-    with pytest.raises(UserError, match="Python cannot decode it either"):
+    with pytest.raises(UserError, match="bad.py, line 1: byte 0xff is not utf-8 text"):
         read_source(tmp_path / "bad.py")
+    (tmp_path / "nul.py").write_bytes(b"x = 1\ny = 2\0\n")  # the same words as check.py's: one decoder
+    with pytest.raises(UserError, match="nul.py, line 2: a NUL"):
+        read_source(tmp_path / "nul.py")
 
 
 def test_submissions_are_regular_files_read_without_following_links(tmp_path):
