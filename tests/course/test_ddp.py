@@ -67,7 +67,11 @@ def test_two_ranks_of_batch_b_take_the_steps_of_one_process_of_batch_2b(tiny_dat
     moved = max((one["model"][k] - start[k]).abs().max().item() for k in start if start[k].is_floating_point())
     apart = max((one["model"][k] - two["model"][k]).abs().max().item() for k in start if start[k].is_floating_point())
     assert moved > 1e-3  # the 3 steps changed the weights...
-    assert apart < 1e-5  # ...in the same way, up to the order of float32 sums (the gradients are averaged per bucket)
+    # ...in the same way, up to the order of float32 sums: a sum of N terms taken in another order differs by at most
+    # N * 2^-24 of the sum of their sizes, under 1e-3 for the N <= 2^14 terms of a gradient here (whatever the CPU's
+    # kernels). Ranks that did not average their gradients would each follow half the batch: apart would then be of
+    # the order of the movement itself.
+    assert apart < 1e-2 * moved
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,10 @@ def test_matmul_1x1_convolutions_give_the_same_result_and_switch_back():
     assert fast.state_dict().keys() == plain.state_dict().keys()
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        assert torch.allclose(plain(x), fast(x), atol=1e-4)
+        expected, got = plain(x), fast(x)
+    # the same float32 sums in another order: each of ~50 layers may differ by at most (terms summed <= 2^11) * 2^-24
+    # of its output's size, so 1e-3 of the logits' size bounds them on any CPU; a wrong weight would be of order 1
+    assert torch.allclose(got, expected, rtol=0, atol=1e-3 * expected.abs().max().item())
     speed.prepare(fast, CPU, speed.COURSE_WAY)
     assert not any(type(m) is speed.MatmulConv1x1 for m in fast.modules())
 
