@@ -18,6 +18,7 @@ from pathlib import Path
 from course.cli import write_atomically
 from grading import LAYER_TESTS, PACKAGE, REFERENCE, ROOT
 from grading.handout import imported_files
+from grading.intake import one_student
 from grading.judge import Grade, Options, grade_file
 from grading.report import student_results
 
@@ -71,25 +72,17 @@ def build_zip() -> tuple[bytes, list[str]]:
     return buffer.getvalue(), names
 
 
-def find_submission(folder: Path) -> Path | None:
-    """The submitted resnet.py: at the top of the folder, else the least deep one below it."""
-    if (folder / "resnet.py").is_file():
-        return folder / "resnet.py"
-    found = sorted(folder.rglob("resnet.py"), key=lambda p: (len(p.parts), str(p)))
-    return found[0] if found else None
-
-
 def no_submission() -> dict:
     """The results when no resnet.py was submitted."""
-    return {"score": 0, "output": "No resnet.py was found in your submission: upload your resnet.py file.",
-            "tests": []}
+    return {"score": 0, "tests": [],
+            "output": "No resnet.py (or notebook) was found in your submission: upload your resnet.py file."}
 
 
 def run_autograder(root: Path, options: Options) -> tuple[Path, Grade | None]:
     """Grade root/submission's resnet.py into root/results/results.json; return that path and the grade."""
     results = root / "results" / "results.json"
-    path = find_submission(root / "submission")
-    grade = grade_file(path, "submission", options) if path else None
+    submission = one_student(root / "submission", "submission")
+    grade = grade_file(submission, options) if submission and not submission.problem else None
     data = student_results(grade) if grade else no_submission()
     write_atomically(results, json.dumps(data, indent=2) + "\n")
     os.chmod(results, 0o644)

@@ -76,18 +76,20 @@ def cmd_skeleton(args: argparse.Namespace) -> None:
 
 def cmd_check(args: argparse.Namespace) -> None:
     """Grade one file (full report) or a folder of submissions (a listing)."""
-    from grading.batch import cost, find_submissions, grade_all
+    from grading.batch import cost, grade_all
+    from grading.intake import find_submissions
     from grading.report import csv_text, gradescope, listing, report
 
     target = Path(args.path)
     if not target.exists():
         raise UserError(f"{target}: no such file or folder")
-    submissions = find_submissions(target) if target.is_dir() else [(target.stem, target)]
+    intake = find_submissions(target)
+    submissions, cohort = intake.submissions, target.is_dir() or target.suffix == ".zip"
     outputs = [Path(p) for p in (args.csv, args.json) if p]
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise UserError("--csv and --json name the same file")
     for output in outputs:
-        refuse_to_overwrite(output, [REFERENCE, LAYER_TESTS, *[p for _, p in submissions]], "output")
+        refuse_to_overwrite(output, [REFERENCE, LAYER_TESTS, *[s.path for s in submissions]], "output")
     options = options_for(args, Reference.load())
     started = time.perf_counter()
     grades, failures = [], []
@@ -95,16 +97,17 @@ def cmd_check(args: argparse.Namespace) -> None:
         options.ready()
         for grade in grade_all(submissions, options, args.jobs, failures):
             grades.append(grade)
-            if not target.is_dir() or args.details:
+            if not cohort or args.details:
                 print(report(grade), flush=True)
             else:
                 print(f"[{len(grades)}/{len(submissions)}] {grade.student}: {grade.total}/{grade.max_total}",
                       file=sys.stderr, flush=True)
     finally:
         options.reference.close()
-    if target.is_dir():
+    if cohort:
         print("\n".join(listing(grades)), flush=True)
-        print(cost(grades, options, time.perf_counter() - started, args.jobs), file=sys.stderr)
+        print(f"{intake.summary()}; {cost(grades, options, time.perf_counter() - started, args.jobs)}",
+              file=sys.stderr)
     if failures:
         log = error_log(args)
         write_output(log, "\n".join(failures))
@@ -114,7 +117,7 @@ def cmd_check(args: argparse.Namespace) -> None:
         write_output(Path(args.csv), csv_text(grades))
         print(f"wrote {args.csv}")
     if args.json:
-        results = {g.student: gradescope(g) for g in grades} if target.is_dir() else gradescope(grades[0])
+        results = {g.student: gradescope(g) for g in grades} if cohort else gradescope(grades[0])
         write_output(Path(args.json), json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
 
@@ -205,8 +208,9 @@ def build_parser() -> Parser:
                                 "what it builds spliced into the reference, and the code outside the blanks. "
                                 "A blank scores its points if its text or its build is accepted and nothing "
                                 "outside the blanks changes what it builds. See docs/grading.md.")
-    check.add_argument("path", metavar="PATH", help="a student's resnet.py, or a folder with one STUDENT.py per "
-                       "student or one STUDENT/ folder with a resnet.py per student")
+    check.add_argument("path", metavar="PATH", help="a student's resnet.py (or notebook), or a folder or .zip of "
+                       "submissions: STUDENT.py, STUDENT.ipynb, STUDENT/.../resnet.py, or a Canvas, Moodle, "
+                       "Blackboard or Gradescope download; every student gets one row (docs/grading.md)")
     check.add_argument("--csv", metavar="FILE", help="write a CSV: student, points per blank, total, review "
                        "flags, notes")
     check.add_argument("--json", metavar="FILE", help="write Gradescope-format results with every detail: one "

@@ -21,7 +21,7 @@ from course.assignment import BLOCKS, PROBES, find_blanks
 from course.cli import UserError
 from grading.builds import build_note, own_part, same_build, same_shapes
 from grading.compare import ACCEPTED, Reference, compare
-from grading.markers import read_submission
+from grading.intake import Submission
 from grading.outside import Change, answers_outside, changes_outside
 from grading.reference import ReferenceAnswers
 from grading.sandbox import UNGRADED, Limits, run
@@ -141,16 +141,20 @@ def plan(ref: Reference, text: str, blanks: list[BlankGrade], outside: bool) -> 
     return files, jobs
 
 
-def grade_file(path: Path, student: str, options: Options) -> Grade:
-    """Grade one submission: its text here, then its builds and tests in the sandbox."""
-    ref = options.ref
+def grade_file(submission: Submission, options: Options) -> Grade:
+    """Grade one submission (grading/intake.py found it): its text here, then its builds and tests in the sandbox."""
+    ref, student, path = options.ref, submission.student, submission.path
     try:
-        text = read_submission(path)
+        if submission.problem:
+            raise UserError(submission.problem)
+        text = submission.read()
     except UserError as error:
-        return ungraded(options, student, path, f"{UNGRADED}{error}")
+        grade = ungraded(options, student, path, f"{UNGRADED}{error}")
+        grade.review += submission.review
+        return grade
     blanks, broken, found = text_verdicts(ref, text)
     changes = changes_outside(ref.text, ref.blanks, text, found)
-    grade = Grade(student, path, blanks, review=[c.flag() for c in changes])
+    grade = Grade(student, path, blanks, review=[*submission.review, *[c.flag() for c in changes]])
     grade.review += [f"{blank_id}: markers deleted or changed ({problem})" for blank_id, problem in broken.items()]
     try:
         compile(text, str(path), "exec")

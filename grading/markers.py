@@ -24,6 +24,11 @@ def read_source(path: Path) -> str:
 
 def read_submission(path: Path) -> str:
     """A submitted file's text: a regular file, never through a link, at most MAX_SUBMISSION bytes (UserError)."""
+    return decode_source(submission_bytes(path), path.name)
+
+
+def submission_bytes(path: Path) -> bytes:
+    """A submitted file's bytes: a regular file, never through a link, at most MAX_SUBMISSION bytes (UserError)."""
     kind = not_regular(path)
     if kind:
         raise UserError(f"{path.name} is {kind}, not a regular file: it was not read")
@@ -37,7 +42,7 @@ def read_submission(path: Path) -> str:
         data = f.read(MAX_SUBMISSION + 1)
     if len(data) > MAX_SUBMISSION:
         raise UserError(f"{path.name} is larger than {MAX_SUBMISSION // 2**10} kB: it was not read")
-    return decode_source(data, path.name)
+    return data
 
 
 def not_regular(path: Path) -> str | None:

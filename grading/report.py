@@ -87,14 +87,20 @@ def listing(grades: list[Grade]) -> list[str]:
 
 
 def csv_text(grades: list[Grade]) -> str:
-    """The CSV: student, points per blank, total, review flags, notes."""
+    """The CSV: student, points per blank, total, review flags, notes; text cells safe to open in a spreadsheet."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["student", *[b.id for b in grades[0].blanks], "total", "review", "notes"])
     for grade in grades:
-        writer.writerow([grade.student, *[b.points for b in grade.blanks], grade.total, " | ".join(grade.review),
-                         summary(grade)])
+        writer.writerow([spreadsheet_safe(grade.student), *[b.points for b in grade.blanks], grade.total,
+                         spreadsheet_safe(" | ".join(grade.review)), spreadsheet_safe(summary(grade))])
     return buffer.getvalue()
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Text a spreadsheet shows as text: a cell that starts like a formula (=, +, -, @, tab, return) gets a leading
+    apostrophe (OWASP's advice against CSV injection), which spreadsheets hide."""
+    return f"'{text}" if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
 
 
 def details(b) -> str:
