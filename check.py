@@ -55,8 +55,14 @@ class Student:
 
 def read_lines(path: Path) -> list[str]:
     """The file's lines, decoded as Python decodes it (UTF-8, or what a `# coding:` line names); else a UserError."""
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: give the path of your resnet.py inside it, e.g. {path / 'resnet.py'}")
     if not path.is_file():
         raise UserError(f"{path}: no such file (give the path of your resnet.py)")
+    if path.suffix == ".ipynb":
+        raise UserError(f"{path} is a Jupyter notebook; check.py reads a Python file. Save the notebook as one "
+                        "(Jupyter: File > Download as > Python (.py)), or copy your cells into resnet.py, and run "
+                        "check.py on that file.")
     data = path.read_bytes()
     if not data.strip():
         raise UserError(f"{path} is empty: nothing was checked. Give the path of your resnet.py, the file with "

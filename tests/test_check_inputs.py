@@ -124,3 +124,15 @@ def test_grade_py_with_stdout_closed_early(tmp_path):
     (tmp_path / "truncated.py").write_bytes(INPUTS["truncated"])  # its report needs no sandbox
     done = closed_stdout([sys.executable, "grade.py", "check", str(tmp_path / "truncated.py")])
     assert "Traceback" not in done.stderr and done.returncode == 1, done.stderr
+
+
+@pytest.mark.parametrize("kind", ["folder", "notebook"])
+def test_check_py_on_a_folder_or_a_notebook_says_what_it_needs(tmp_path, capsys, kind):
+    given = tmp_path / ("student" if kind == "folder" else "resnet.ipynb")
+    given.mkdir() if kind == "folder" else given.write_text('{"cells": []}')
+    with pytest.raises(SystemExit) as stop:
+        run_cli(check.main, [str(given)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert (f"is a folder: give the path of your resnet.py inside it, e.g. {given / 'resnet.py'}" in err
+            if kind == "folder" else "is a Jupyter notebook; check.py reads a Python file" in err)
