@@ -120,12 +120,14 @@ def fill(module: nn.Module, seed: int) -> None:
                 values /= math.sqrt(max(1, tensor[0].numel()))
             else:
                 values = values * 0.1 + (1.0 if leaf == "weight" else 0.0)
-            tensor.copy_(values.to(tensor.dtype))
+            tensor.copy_(values.float().to(tensor.dtype))  # float32 values whatever the file's default dtype
 
 
 def output(module: nn.Module, shape: tuple[int, ...], seed: int) -> dict:
-    """The output's shape and summary on an input drawn from the seed, in eval mode."""
-    x = torch.randn(shape, generator=generator(seed, 1))
+    """The output's shape and summary on an input drawn from the seed, in eval mode. The input is drawn in float32
+    whatever the file's default dtype (torch.set_default_dtype), then given in the module's own dtype."""
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    x = torch.randn(shape, generator=generator(seed, 1), dtype=torch.float32).to(dtype)
     module.eval()
     with torch.no_grad():
         y = module(x)

@@ -86,6 +86,9 @@ SUBMISSIONS = {  # student -> (file text, expected points per blank that are not
                        {"block_same": 0}),
     "several_mistakes": (several_mistakes_text(), {"layer2": 0, "layer3": 0, "fc": 0}),
     "mangled_markers": (mangled_text(), {"avgpool": 0, "fc": 0}),
+    # harmless global changes at import: the probes are drawn in float32 from their own generators
+    "float64_and_own_seed": (edit(REFERENCE_TEXT, ("import torch\n", "import torch\ntorch.set_default_dtype(torch."
+                                                   "float64)\ntorch.manual_seed(7)\ntorch.set_num_threads(1)\n")), {}),
 }
 FULL = {"block_downsample": 20, "block_same": 20, "stem_conv": 5, "stem_pool": 5,
         "layer2": 10, "layer3": 10, "layer4": 10, "avgpool": 5, "fc": 5}
