@@ -16,7 +16,8 @@ from grading.compare import Reference
 from grading.markers import make_skeleton
 
 LIMITS_HELP = {
-    "timeout": "wall-clock limit per submission, for code that sleeps or blocks (default: 600)",
+    "timeout": "wall-clock limit per submission, for code that sleeps or blocks (default: 120, twice the CPU "
+               "limit: an honest submission takes about 5 s)",
     "cpu": "CPU seconds per submission, all its processes together; a loaded machine slows grading down "
            "but fails nobody (default: 60; an honest submission needs about 3)",
     "memory": "address-space limit of each process; torch alone needs about 3.4 (default: 4)",
@@ -168,7 +169,7 @@ def cmd_gradescope(args: argparse.Namespace) -> None:
 
 def add_limits(parser: argparse.ArgumentParser) -> None:
     """The options on limits and on the sandbox, shared by the commands that grade."""
-    parser.add_argument("--timeout", type=positive_float, default=600, metavar="SECONDS", help=LIMITS_HELP["timeout"])
+    parser.add_argument("--timeout", type=positive_float, default=120, metavar="SECONDS", help=LIMITS_HELP["timeout"])
     parser.add_argument("--cpu-limit", type=positive_float, default=60, metavar="SECONDS", help=LIMITS_HELP["cpu"])
     parser.add_argument("--memory-gb", type=positive_float, default=4, metavar="GB", help=LIMITS_HELP["memory"])
     parser.add_argument("--sandbox", choices=("auto", "bwrap", "process"), default="auto", help=LIMITS_HELP["sandbox"])

@@ -42,7 +42,7 @@ MAX_ANSWERS = 2**24  # bytes: a larger report is refused
 @dataclass
 class Limits:
     """The limits of one submission."""
-    timeout: float = 600.0  # wall-clock seconds
+    timeout: float = 120.0  # wall-clock seconds: twice the CPU limit (docs/grading.md: the default timeout)
     cpu: float = 60.0  # CPU seconds, all its processes together
     memory_gb: float = 4.0  # address space of each process
 

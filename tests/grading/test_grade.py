@@ -126,7 +126,9 @@ def broken(tmp_path_factory):
                        "exits": at_import("import sys\nsys.exit(3)\n"),
                        "network": at_import("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")}
     blocks = {"endless_loop": at_import("while True:\n    pass\n"),
-              "sleeps": at_import("import time\ntime.sleep(3600)\n")}
+              "sleeps": at_import("import time\ntime.sleep(3600)\n"),
+              "ignores_sigterm": at_import("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                           "time.sleep(3600)\n")}
 
     def grade(files: dict[str, str], *options: str):
         """A function that grades `files` in one batch run and returns the JSON results by student."""
@@ -271,7 +273,8 @@ def test_files_that_never_reach_the_tests(broken):
     problems = {student: results[student]["output"].splitlines()[0] for student in files}
     line = next(i for i, text in enumerate(files["syntax_error"].splitlines(), 1) if text.endswith("self.layer(x"))
     assert problems["syntax_error"].startswith(f"did not import: SyntaxError line {line}")
-    assert problems["endless_loop"] == problems["sleeps"] == "could not be graded: timed out after 5 s"
+    assert problems["endless_loop"] == problems["sleeps"] == problems["ignores_sigterm"] == \
+        "could not be graded: timed out after 5 s"  # killed (SIGKILL, the whole group): SIGTERM is not asked
     assert "review: could not be graded: timed out after 5 s: look at it by hand" in results["sleeps"]["output"]
     assert problems["memory_hog"] == "exceeded the memory limit (4 GB) while importing"
     assert problems["exits"] == "did not import: it called sys.exit(3)"
