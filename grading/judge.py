@@ -134,6 +134,13 @@ def plan(ref: Reference, text: str, blanks: list[BlankGrade], outside: bool) -> 
     if outside:
         files["answers.py"] = answers_file(ref, {b.id: b.answer for b in blanks if b.answer is not None})
         jobs.append({"name": "answers", "file": "answers.py", "probes": every})
+    splices, splice_jobs = splice_plan(ref, blanks)
+    return files | splices, jobs + splice_jobs
+
+
+def splice_plan(ref: Reference, blanks: list[BlankGrade]) -> tuple[dict[str, str], list[dict]]:
+    """The files and jobs that build each `different` answer alone, spliced into the reference's code."""
+    files, jobs = {}, []
     for b in blanks:
         if b.verdict == "different":
             files[f"splice_{b.id}.py"] = splice(ref, b.id, b.answer)
@@ -159,8 +166,8 @@ def grade_file(submission: Submission, options: Options) -> Grade:
     try:
         compile(text, str(path), "exec")
     except (SyntaxError, ValueError) as error:
-        grade.problem = (f"did not import: {type(error).__name__} line {getattr(error, 'lineno', None) or '?'}: "
-                         f"{getattr(error, 'msg', error)}")
+        grade_blanks_alone(grade, f"did not import: {type(error).__name__} line "
+                                  f"{getattr(error, 'lineno', None) or '?'}: {getattr(error, 'msg', error)}", options)
         return grade
     if changes and broken:
         grade.review.append("what code outside the blanks builds was not checked: the markers are broken")
@@ -184,7 +191,10 @@ def run_and_settle(grade: Grade, text: str, changes: list[Change], broken: dict[
     done = result.report.get("jobs", {})
     submitted = done.get("submitted", {})
     forged = next((job["problem"] for job in done.values() if job.get("problem", "").startswith(UNGRADED)), None)
-    grade.problem = result.problem or forged or (submitted["problem"][:300] if submitted.get("problem") else None)
+    if submitted.get("problem") and not (result.problem or forged):  # the file's own code failed at import
+        grade_blanks_alone(grade, submitted["problem"][:300], options)
+        return
+    grade.problem = result.problem or forged
     if grade.problem:
         if grade.problem.startswith(UNGRADED):
             grade.review.append(f"{grade.problem}: look at it by hand")
@@ -202,6 +212,29 @@ def run_and_settle(grade: Grade, text: str, changes: list[Change], broken: dict[
     grade.review += [f"{b.id}: {note}" for b in grade.blanks for note in b.notes if note.startswith(REVIEW_PREFIXES)]
     if any("MemoryError" in m or "allocate memory" in m for _, m in tests.values()):
         grade.problem = f"exceeded the memory limit ({options.limits.memory_gb:g} GB) during the tests"
+
+
+def grade_blanks_alone(grade: Grade, why: str, options: Options) -> None:
+    """The whole file did not import: judge each blank alone, in the reference's code, as a TA grades the blanks.
+    An answer accepted by its text keeps its points; a `different` one is judged by what it builds alone."""
+    grade.review.append(f"the whole file {why if why.startswith('did not') else f'did not import: {why}'}; each "
+                        "blank was graded alone in the reference's code, the rest of the file was not run")
+    files, jobs = splice_plan(options.ref, grade.blanks)
+    done, answers = {}, {}
+    if jobs:
+        options.ready()
+        seed = options.draw_seed()
+        result = run(files, jobs, options.limits, options.use_bwrap, seed)
+        grade.cpu += result.cpu
+        done = result.report.get("jobs", {})
+        forged = next((job["problem"] for job in done.values() if job.get("problem", "").startswith(UNGRADED)), None)
+        if result.problem or forged:
+            grade.problem = result.problem or forged
+            grade.review.append(f"{grade.problem}: look at it by hand")
+            return
+        answers = options.reference.answers(seed, [("splice", b.id) for b in grade.blanks if b.verdict == "different"])
+    for b in grade.blanks:
+        settle(b, done, answers, options.ref, [], {}, set())
 
 
 def probes_of(jobs: dict, job: str, blank_id: str) -> list[dict] | None:

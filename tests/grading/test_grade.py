@@ -124,7 +124,10 @@ def broken(tmp_path_factory):
     fails_at_import = {"syntax_error": edit(REFERENCE_TEXT, ("out = self.layer(x)", "out = self.layer(x")),
                        "memory_hog": at_import("hog = bytearray(64 * 2**30)\n"),
                        "exits": at_import("import sys\nsys.exit(3)\n"),
-                       "network": at_import("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")}
+                       "network": at_import("import socket\nsocket.create_connection(('127.0.0.1', 9))\n"),
+                       "paren_in_blank": edit(REFERENCE_TEXT, ("self.fc = nn.Linear(1024, num_classes)",
+                                                              "self.fc = nn.Linear(1024, num_classes")),
+                       "missing_package": at_import("from torchsummary import summary\n")}
     blocks = {"endless_loop": at_import("while True:\n    pass\n"),
               "sleeps": at_import("import time\ntime.sleep(3600)\n"),
               "ignores_sigterm": at_import("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
@@ -268,19 +271,27 @@ def test_batch_csv_and_json_layout(batch):
         assert set(test) == {"name", "score", "max_score", "output"} and test["max_score"] == FULL[test["name"]]
 
 
-def test_files_that_never_reach_the_tests(broken):
+def test_files_that_do_not_import_have_each_blank_graded_alone(broken):
     files, results = broken
-    problems = {student: results[student]["output"].splitlines()[0] for student in files}
+    reviews = {student: results[student]["output"] for student in files}
     line = next(i for i, text in enumerate(files["syntax_error"].splitlines(), 1) if text.endswith("self.layer(x"))
-    assert problems["syntax_error"].startswith(f"did not import: SyntaxError line {line}")
-    assert problems["endless_loop"] == problems["sleeps"] == problems["ignores_sigterm"] == \
-        "could not be graded: timed out after 5 s"  # killed (SIGKILL, the whole group): SIGTERM is not asked
-    assert "review: could not be graded: timed out after 5 s: look at it by hand" in results["sleeps"]["output"]
-    assert problems["memory_hog"] == "exceeded the memory limit (4 GB) while importing"
-    assert problems["exits"] == "did not import: it called sys.exit(3)"
-    assert "network use is blocked while grading" in problems["network"]
-    assert all(results[student]["score"] == 0 for student in files)
-    assert "review: line 21: code added outside the blanks: while True: / pass" in results["endless_loop"]["output"]
+    alone = "each blank was graded alone in the reference's code, the rest of the file was not run"
+    assert f"review: the whole file did not import: SyntaxError line {line}" in reviews["syntax_error"]
+    assert "the whole file did not import: exceeded the memory limit (4 GB) while importing" in reviews["memory_hog"]
+    assert "the whole file did not import: it called sys.exit(3)" in reviews["exits"]
+    assert "network use is blocked while grading" in reviews["network"]
+    assert "No module named 'torchsummary'" in reviews["missing_package"]
+    for student in ("syntax_error", "memory_hog", "exits", "network", "missing_package"):  # errors outside the blanks
+        assert results[student]["score"] == 90 and alone in reviews[student], student
+    # an unmatched parenthesis inside one blank costs that blank only
+    assert results["paren_in_blank"]["score"] == 85
+    assert {t["name"]: t["score"] for t in results["paren_in_blank"]["tests"]}["fc"] == 0
+    # a file that blocks is killed at --timeout, and looked at by hand
+    for student in ("endless_loop", "sleeps", "ignores_sigterm"):
+        assert reviews[student].splitlines()[0] == "could not be graded: timed out after 5 s"  # SIGKILL: no SIGTERM
+        assert results[student]["score"] == 0
+    assert "review: could not be graded: timed out after 5 s: look at it by hand" in reviews["sleeps"]
+    assert "review: line 21: code added outside the blanks: while True: / pass" in reviews["endless_loop"]
 
 
 def test_single_file_report_and_json(tmp_path, capsys):
@@ -288,10 +299,10 @@ def test_single_file_report_and_json(tmp_path, capsys):
     student.write_text(edit(REFERENCE_TEXT, ("self.fc = nn.Linear(1024, num_classes)", "self.fc = nn.Linear(1024,")))
     assert run_grade(["check", str(student), "--json", str(tmp_path / "results.json")]) == 0
     report = capsys.readouterr().out
-    assert "PROBLEM: did not import: SyntaxError line" in report and "\nTotal: 0/90\n" in report
+    assert "the whole file did not import: SyntaxError line" in report and "\nTotal: 85/90\n" in report
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["score"] == 0 and [t["name"] for t in results["tests"]] == list(FULL)
-    assert results["output"].startswith("did not import: SyntaxError")
+    assert results["score"] == 85 and [t["name"] for t in results["tests"]] == list(FULL)
+    assert results["output"].startswith("review: the whole file did not import: SyntaxError")
 
 
 # ------------------------------------------------------------------ command-line errors
