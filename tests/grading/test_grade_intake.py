@@ -88,7 +88,8 @@ def test_canvas_download_grades_the_latest_resubmission(tmp_path):
     })
     found = rows(archive)
     assert sorted(found) == ["doejane", "smithjohn"]
-    assert found["smithjohn"].read() == REFERENCE and found["smithjohn"].path.name == "smithjohn_12345_67999_resnet-1.py"
+    assert found["smithjohn"].read() == REFERENCE
+    assert found["smithjohn"].path.name == "smithjohn_12345_67999_resnet-1.py"
     assert "smithjohn_12345_67890_resnet.py" in found["smithjohn"].review[0]
 
 
