@@ -39,5 +39,10 @@ def grade_all(submissions: list[Submission], options: Options, jobs: int, failur
     if jobs <= 1 or len(submissions) == 1:
         yield from map(task, submissions)
         return
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(task, submissions)
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = [pool.submit(task, submission) for submission in submissions]
+    try:
+        for future in futures:
+            yield future.result()
+    finally:  # Ctrl-C: the submissions not started yet are dropped; those being graded end first
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -75,11 +75,11 @@ def cmd_skeleton(args: argparse.Namespace) -> None:
     print(f"wrote {output}: {len(ref.blanks)} blanks, {sum(b.points for b in ref.blanks.values())} points")
 
 
-def cmd_check(args: argparse.Namespace) -> None:
-    """Grade one file (full report) or a folder of submissions (a listing)."""
+def cmd_check(args: argparse.Namespace) -> int:
+    """Grade one file (full report) or a cohort (a listing). Ctrl-C writes what was graded; --resume finishes it."""
     from grading.batch import cost, grade_all
     from grading.intake import find_submissions
-    from grading.report import csv_text, gradescope, listing, report
+    from grading.report import NOT_GRADED_YET, listing, report
 
     target = Path(args.path)
     if not target.exists():
@@ -91,21 +91,26 @@ def cmd_check(args: argparse.Namespace) -> None:
         raise UserError("--csv and --json name the same file")
     for output in outputs:
         refuse_to_overwrite(output, [REFERENCE, LAYER_TESTS, *[s.path for s in submissions]], "output")
-    options = options_for(args, Reference.load())
+    ref = Reference.load()
+    kept_rows, kept_json = earlier_results(args, list(ref.blanks), cohort) if args.resume else ({}, {})
+    todo = [s for s in submissions if s.student not in kept_rows]
+    options = options_for(args, ref)
     started = time.perf_counter()
-    grades, failures = [], []
+    grades, failures, interrupted = [], [], False
     try:
         options.ready()
-        for grade in grade_all(submissions, options, args.jobs, failures):
+        for grade in grade_all(todo, options, args.jobs, failures):
             grades.append(grade)
             if not cohort or args.details:
                 print(report(grade), flush=True)
             else:
-                print(f"[{len(grades)}/{len(submissions)}] {grade.student}: {grade.total}/{grade.max_total}",
-                      file=sys.stderr, flush=True)
+                print(f"[{len(kept_rows) + len(grades)}/{len(submissions)}] {grade.student}: "
+                      f"{grade.total}/{grade.max_total}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         options.reference.close()
-    if cohort:
+    if cohort and grades:
         print("\n".join(listing(grades)), flush=True)
         print(f"{intake.summary()}; {cost(grades, options, time.perf_counter() - started, args.jobs)}",
               file=sys.stderr)
@@ -114,11 +119,43 @@ def cmd_check(args: argparse.Namespace) -> None:
         write_output(log, "\n".join(failures))
         print(f"the grader failed on {len(failures)} submission(s): their rows say 'could not be graded'; "
               f"the tracebacks are in {log}", file=sys.stderr)
-    if args.csv:
-        write_output(Path(args.csv), csv_text(grades))
+    pending = [s.student for s in todo[len(grades):]]  # grade_all yields in order: the rest was not graded
+    write_results(args, list(ref.blanks), grades, kept_rows, kept_json, pending, cohort)
+    if not interrupted:
+        return 0
+    print(f"interrupted: {len(kept_rows) + len(grades)} of {len(submissions)} students graded"
+          + (f"; the other {len(pending)} rows of {args.csv} say '{NOT_GRADED_YET}'. To grade only them, run the "
+             "same command again with --resume." if args.csv and cohort else "."), file=sys.stderr)
+    return 130
+
+
+def earlier_results(args: argparse.Namespace, blank_ids: list[str], cohort: bool) -> tuple[dict, dict]:
+    """--resume: the finished rows of the earlier --csv, and the earlier --json's results of those students."""
+    from grading.report import finished_rows
+
+    if not (args.csv and cohort):
+        raise UserError("--resume finishes an interrupted batch: give the folder and the same --csv as before")
+    try:
+        rows = finished_rows(Path(args.csv).read_text(encoding="utf-8"), blank_ids)
+        earlier = json.loads(Path(args.json).read_text(encoding="utf-8")) if args.json else {}
+    except FileNotFoundError as error:
+        raise UserError(f"--resume: {error.filename} does not exist: nothing to finish (run without --resume)") \
+            from None
+    except ValueError:
+        raise UserError(f"--resume: {args.json} is not the JSON an earlier batch wrote") from None
+    return rows, {student: earlier[student] for student in rows if isinstance(earlier, dict) and student in earlier}
+
+
+def write_results(args: argparse.Namespace, blank_ids: list[str], grades: list, kept_rows: dict, kept_json: dict,
+                  pending: list[str], cohort: bool) -> None:
+    """Write --csv and --json: the rows kept from an earlier run, the grades of this one, the students pending."""
+    from grading.report import csv_text, gradescope
+
+    if args.csv and (grades or kept_rows or pending):
+        write_output(Path(args.csv), csv_text(grades, blank_ids, kept_rows, pending))
         print(f"wrote {args.csv}")
-    if args.json:
-        results = {g.student: gradescope(g) for g in grades} if cohort else gradescope(grades[0])
+    if args.json and (grades or kept_json):
+        results = kept_json | {g.student: gradescope(g) for g in grades} if cohort else gradescope(grades[0])
         write_output(Path(args.json), json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
 
@@ -216,6 +253,9 @@ def build_parser() -> Parser:
                        "flags, notes")
     check.add_argument("--json", metavar="FILE", help="write Gradescope-format results with every detail: one "
                        "object for a file, a dict of objects keyed by student for a folder")
+    check.add_argument("--resume", action="store_true",
+                       help="finish a batch that was interrupted (Ctrl-C): keep the graded rows of --csv (and "
+                       "--json) and grade only the students whose row says 'not graded yet'")
     check.add_argument("--details", action="store_true",
                        help="for a folder, print every student's full report before the listing")
     check.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
@@ -248,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; a problem with the input raises UserError (course.cli.run_cli prints it)."""
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)
     except BrokenPipeError:  # the reader went away (`... | head`): course.cli.run_cli ends quietly
         raise
     except OSError as error:
         raise UserError(f"{error.filename}: {error.strerror}" if error.filename else str(error)) from None
-    return 0
+    return code or 0

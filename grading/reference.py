@@ -58,7 +58,7 @@ class ReferenceAnswers:
             self.process = subprocess.Popen([sys.executable, "-s", str(PACKAGE / "fingerprint.py"), "--serve",
                                              self.folder.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             env=environment(self.folder.name, str(PACKAGE / "sandbox_site")),
-                                            text=True)
+                                            text=True, start_new_session=True)  # Ctrl-C is the batch's to handle
         request = {"seed": seed, "want": [[file_name(kind, b), b, PROBES[b]] for kind, b in wanted]}
         deadline = threading.Timer(self.timeout, self.process.kill)  # a late reply ends the process: EOF below
         deadline.start()

@@ -12,6 +12,7 @@ import csv
 import io
 import textwrap
 
+from course.cli import UserError
 from grading.judge import Grade
 from grading.sandbox import UNGRADED
 
@@ -86,15 +87,41 @@ def listing(grades: list[Grade]) -> list[str]:
     return lines
 
 
-def csv_text(grades: list[Grade]) -> str:
-    """The CSV: student, points per blank, total, review flags, notes; text cells safe to open in a spreadsheet."""
+NOT_GRADED_YET = "not graded yet: the batch was interrupted"
+
+
+def csv_header(blank_ids: list[str]) -> list[str]:
+    """The CSV's first row."""
+    return ["student", *blank_ids, "total", "review", "notes"]
+
+
+def csv_text(grades: list[Grade], blank_ids: list[str], kept: dict[str, list[str]] | None = None,
+             pending: list[str] = ()) -> str:
+    """The CSV: student, points per blank, total, review flags, notes; text cells safe to open in a spreadsheet.
+    `kept`: rows of an earlier run, as they were written; `pending`: students not graded yet (an interrupted
+    batch), each a row with NOT_GRADED_YET and no points. Rows in the order of the students' names."""
+    rows = dict(kept or {})
+    for grade in grades:
+        rows[grade.student] = [spreadsheet_safe(grade.student), *[b.points for b in grade.blanks], grade.total,
+                               spreadsheet_safe(" | ".join(grade.review)), spreadsheet_safe(summary(grade))]
+    for student in pending:
+        rows[student] = [spreadsheet_safe(student), *[""] * len(blank_ids), "", NOT_GRADED_YET,
+                         "run the same command again with --resume to grade it"]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["student", *[b.id for b in grades[0].blanks], "total", "review", "notes"])
-    for grade in grades:
-        writer.writerow([spreadsheet_safe(grade.student), *[b.points for b in grade.blanks], grade.total,
-                         spreadsheet_safe(" | ".join(grade.review)), spreadsheet_safe(summary(grade))])
+    writer.writerow(csv_header(blank_ids))
+    writer.writerows(rows[student] for student in sorted(rows))
     return buffer.getvalue()
+
+
+def finished_rows(text: str, blank_ids: list[str]) -> dict[str, list[str]]:
+    """The rows of an earlier CSV that hold a grade (not NOT_GRADED_YET), by student; a UserError if it is not
+    this grader's CSV for these blanks."""
+    table = list(csv.reader(io.StringIO(text)))
+    if not table or table[0] != csv_header(blank_ids):
+        raise UserError("--resume: the --csv file is not a grades CSV of this assignment (its first row differs)")
+    return {row[0].removeprefix("'") if row[0][1:2] in ("=", "+", "-", "@", "\t", "\r") else row[0]: row
+            for row in table[1:] if len(row) == len(table[0]) and row[-2] != NOT_GRADED_YET}
 
 
 def spreadsheet_safe(text: str) -> str:

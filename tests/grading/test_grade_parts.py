@@ -16,7 +16,7 @@ from grading.forms import code_tokens
 from grading.judge import BlankGrade, Grade
 from grading.markers import as_utf8, make_skeleton, read_source, read_submission
 from grading.outside import answers_outside, changes_outside
-from grading.report import csv_text, listing, student_results
+from grading.report import NOT_GRADED_YET, csv_text, finished_rows, listing, student_results
 from grading.sandbox import bwrap_command, python_folders
 from grading.splice import answers_file, splice
 
@@ -162,8 +162,22 @@ def test_listing_and_csv_show_every_note_and_flag():
     assert lines[0].index("5/10") == lines[-1].index("10/10") + 1 and lines[0].endswith("REVIEW")
     assert "    fc: different (first note; second note)" in lines
     assert "    review: flag one" in lines and "    review: flag two" in lines
-    rows = list(csv.DictReader(io.StringIO(csv_text(grades()))))
+    rows = list(csv.DictReader(io.StringIO(csv_text(grades(), ["avgpool", "fc"]))))
     assert rows[0]["review"] == "flag one | flag two" and "second note" in rows[0]["notes"]
+
+
+def test_an_interrupted_csv_marks_the_students_not_graded_and_resume_keeps_the_rest():
+    ids = ["avgpool", "fc"]
+    first = csv_text(grades()[:1], ids, pending=["=bo", "cy"])  # interrupted after one student
+    kept = finished_rows(first, ids)
+    assert list(kept) == ["a_student_with_a_long_long_name"]  # the pending rows are not kept
+    rows = {row["student"]: row for row in csv.DictReader(io.StringIO(first))}
+    assert rows["'=bo"]["review"] == NOT_GRADED_YET and rows["'=bo"]["total"] == ""
+    finished = csv_text(grades()[1:], ids, kept=kept)  # --resume grades bo; the first row is kept as it was
+    assert [row["student"] for row in csv.DictReader(io.StringIO(finished))] == ["a_student_with_a_long_long_name",
+                                                                                  "bo"]
+    with pytest.raises(UserError, match="not a grades CSV of this assignment"):
+        finished_rows(first, ["fc"])
 
 
 def test_students_see_hints_not_notes():
