@@ -13,8 +13,10 @@ fail it), a wall-clock limit for code that sleeps or blocks, and an address-spac
 """
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -166,7 +168,39 @@ def run(files: dict[str, str], jobs: list[dict], limits: Limits, use_bwrap: bool
             status, cpu, timed_out = supervise(command, env, work, output, answers.fileno(), limits.timeout)
             if timed_out:
                 return Outcome(problem=f"{UNGRADED}timed out after {limits.timeout:g} s", cpu=cpu)
-            return read_answers(answers.fileno(), output.fileno(), jobs, status, cpu, limits)
+            outcome = read_answers(answers.fileno(), output.fileno(), jobs, status, cpu, limits)
+    hidden = host_names(Path(tmp))
+    outcome.report, outcome.problem = without_host(outcome.report, hidden), without_host(outcome.problem, hidden)
+    return outcome
+
+
+def host_names(job_folder: Path) -> list[tuple[re.Pattern, str]]:
+    """What a submission could learn of the host and echo into its results (the folders bound into the sandbox,
+    which it sees in tracebacks and /proc; the home folder; the user's name), each with the word that replaces it."""
+    paths = [(job_folder, "<job>"), (ROOT, "<project>"), (PACKAGE, "<grader>"), (Path.home(), "~")]
+    paths += [(Path(p), "<python>") for p in (*python_folders(), sys.prefix, sys.base_prefix, sys.exec_prefix)]
+    found = {}
+    for path, word in paths:
+        for text in {str(path), str(path.resolve())}:
+            if len(text) > 1:
+                found[text] = word
+    patterns = [(re.compile(re.escape(text) + r"(?![\w.-])"), word)
+                for text, word in sorted(found.items(), key=lambda item: -len(item[0]))]
+    user = getpass.getuser()
+    return patterns + [(re.compile(rf"\b{re.escape(user)}\b"), "<user>")] if len(user) > 2 else patterns
+
+
+def without_host(value, hidden: list[tuple[re.Pattern, str]]):
+    """`value` (a report, or a message) with every host name of `hidden` replaced, in every string in it."""
+    if isinstance(value, str):
+        for pattern, word in hidden:
+            value = pattern.sub(word, value)
+        return value
+    if isinstance(value, dict):
+        return {without_host(k, hidden): without_host(v, hidden) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_host(v, hidden) for v in value]
+    return value
 
 
 def read_answers(answers: int, output: int, jobs: list[dict], status: int, cpu: float, limits: Limits) -> Outcome:

@@ -195,3 +195,29 @@ def test_skeleton_to_dev_stdout_is_written_in_place():
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "# BEGIN BLANK fc" in done.stdout and Path("/dev/stdout").is_symlink()
+
+
+LEAKS_THE_HOST = '''\
+import os, sys
+_launcher = open("/proc/1/cmdline", "rb").read().split(b"\\0")  # bubblewrap's own command line: the host binds
+_host = [_launcher[i - 1].decode() for i, arg in enumerate(_launcher) if arg in (b"/grader", b"/job")]
+raise RuntimeError(" ".join(_host + [sys.prefix, os.path.expanduser("~"), os.environ.get("HOME", "")]))
+'''
+
+
+@needs_bwrap
+def test_nothing_of_the_host_reaches_the_results(tmp_path):
+    """A submission reads the host's folders from its sandbox's /proc and puts them in its error message."""
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "nosy.py").write_text(edit(REFERENCE, ("import torch\n", LEAKS_THE_HOST + "import torch\n")))
+    out = tmp_path / "out"
+    assert run_grade(["check", str(tmp_path / "subs"), "--csv", str(out / "g.csv"), "--json", str(out / "r.json")]) == 0
+    written = (out / "g.csv").read_text() + (out / "r.json").read_text()
+    assert "<grader> <job>" in written and "<python>" in written  # what it read: each host folder, a word
+    import os
+    import tempfile
+
+    from grading import PACKAGE
+    for host in (str(ROOT), str(PACKAGE), sys.prefix, str(Path.home()), tempfile.gettempdir() + "/grade-"):
+        assert host not in written, host
+    assert f"/{os.environ.get('USER', 'nobody')}/" not in written
