@@ -8,8 +8,9 @@
 # It writes its pid to ~/.cache/resnet50-cifar10/current-run.pid: pause the queue with
 # `pkill -STOP -P PID; kill -STOP PID` (the run is its child) and continue it with -CONT the same way.
 # Each step appends to its own log beside its state. The steps:
-#   1. the distillation teacher: airbench's network, trained by tools/train_teacher.py;
-#   2. distillation run9 from that teacher.
+#   1. the distillation teachers: airbench's network, trained by tools/train_teacher.py, 10 epochs (seed 0) and
+#      20 epochs (seed 1);
+#   2. distillation run9 from the ensemble of both and the shipped VGG16-BN (train.py --teacher A B C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="$HOME/.cache/resnet50-cifar10"
@@ -23,17 +24,32 @@ fi
 echo $$ > "$cache/current-run.pid"
 say() { echo "[$(date -u '+%F %T') UTC] $*"; }
 
-teacher="$cache/teacher-airbench94"
-if [ -f "$teacher/final.pt" ]; then
-    say "teacher: finished ($teacher/final.pt)"
+teacher() {  # NAME [train_teacher flags]: train one teacher, or resume it, or see it finished
+    local out="$cache/$1"; shift
+    if [ -f "$out/final.pt" ]; then
+        say "teacher $out: finished"
+        return
+    fi
+    local resume=()
+    [ ! -f "$out/state.pt" ] || resume=(--resume)
+    say "teacher $out: ${resume[*]:-from the start}"
+    "$py" -m tools.train_teacher --data-dir data/cifar10-jpg --out "$out" "$@" "${resume[@]}" >> "$out.log" 2>&1
+}
+teacher teacher-airbench94
+teacher teacher-airbench-20ep --epochs 20 --seed 1
+
+run9="$cache/run9"
+if [ -f "$run9/last.pt" ] && "$py" -c "import json,sys; h=json.load(open(sys.argv[1])); sys.exit(len(h) < 20)" \
+        "$run9/history.json" 2>/dev/null; then
+    say "run9: finished"
 else
     resume=()
-    [ ! -f "$teacher/state.pt" ] || resume=(--resume)
-    say "teacher: ${resume[*]:-from the start}"
-    "$py" -m tools.train_teacher --data-dir data/cifar10-jpg --out "$teacher" "${resume[@]}" \
-        >> "$cache/teacher-airbench94.log" 2>&1
+    [ ! -f "$run9/last.pt" ] || resume=(--resume)
+    say "run9: ${resume[*]:-from the start}"
+    "$py" train.py --model resnet50 --epochs 20 --lr 0.02 --cutout 8 --ema 0.999 \
+        --init checkpoints/resnet50_cifar10.pt --teacher checkpoints/vgg16_cifar10.pt \
+        "$cache/teacher-airbench94/final.pt" "$cache/teacher-airbench-20ep/final.pt" --kd-weight 0.9 \
+        --data-dir data/cifar10-jpg --out "$run9" "${resume[@]}" >> "$run9.log" 2>&1
 fi
-
-# distillation run9: command added when the teacher is finished
 
 say "queue finished"
