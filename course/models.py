@@ -86,8 +86,9 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
             and all(isinstance(value, torch.Tensor) for value in checkpoint["model"].values())):
         raise UserError(f"{shown} is not a checkpoint of this project (no 'format': {CHECKPOINT_FORMAT} with "
                         "model weights; a bare model.state_dict() is not one either). Make one with train.py.")
-    broken = [key for key, value in checkpoint["model"].items()
-              if value.is_floating_point() and not torch.isfinite(value).all()]
+    broken = [key for key, value in checkpoint["model"].items()  # fp16's inf is a running variance's overflow
+              if value.is_floating_point() and (value.isnan().any() or (value.isinf().any()
+                                                                        and not key.endswith("running_var")))]
     if broken:
         more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
         raise UserError(f"{shown} is damaged: its weights hold values that are not numbers (NaN or infinity), in "
