@@ -174,6 +174,7 @@ def main(argv=None) -> int | None:
     accuracy = evaluate(model, test_batches, device, choice.config).accuracy
     print(accuracy_line(accuracy, "test"), flush=True)
 
+    saved = out_path
     if args.epochs > 0:
         recipe = {"finetuned_from": str(meta["path"]) if meta else None, "epochs": args.epochs,
                   "optimizer": args.optimizer, "lr": args.lr, "schedule": args.schedule, "batch_size": args.batch_size,
@@ -185,7 +186,7 @@ def main(argv=None) -> int | None:
         cli.say_even_if_stdout_closed(f"Saved the {'trained' if args.no_pretrained else 'fine-tuned'} weights to "
                                       f"{cli.display_path(saved)}")
     print(f"Done in {cli.format_seconds(time.perf_counter() - started)} on {device}.")
-    return 1 if args.epochs > 0 and saved != out_path else None
+    return 1 if saved != out_path else None  # rescued: the weights are not where they were asked for
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ extracted; no file over MAX_SUBMISSION is read.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from course.assignment import decode_source
@@ -111,13 +113,11 @@ def files_in_folder(folder: Path) -> list[Found]:
     return found
 
 
-def files_in_zip(archive: Path, data: bytes | None = None) -> list[Found]:
-    """Every file member of a zip archive (on disk, or its bytes), each read in memory when asked."""
-    import io
-
-    source = io.BytesIO(data) if data is not None else archive
+def files_in_zip(archive: Path) -> list[Found]:
+    """Every file member of a zip archive on disk, read once into memory (never extracted)."""
+    data = archive_bytes(archive)
     try:
-        with zipfile.ZipFile(source) as z:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
             infos = [i for i in z.infolist() if not i.is_dir()]
     except (zipfile.BadZipFile, OSError) as error:
         raise UserError(f"{archive.name}: not a zip archive that can be read ({error})") from None
@@ -127,8 +127,8 @@ def files_in_zip(archive: Path, data: bytes | None = None) -> list[Found]:
             if info.file_size > MAX_SUBMISSION:
                 raise UserError(f"{PurePosixPath(info.filename).name} is larger than "
                                 f"{MAX_SUBMISSION // 2**10} kB: it was not read")
-            with zipfile.ZipFile(io.BytesIO(data) if data is not None else archive) as z, z.open(info) as f:
-                return f.read(MAX_SUBMISSION + 1)[:MAX_SUBMISSION]
+            with zipfile.ZipFile(io.BytesIO(data)) as z, z.open(info) as f:
+                return f.read(MAX_SUBMISSION)
         return load
 
     found = []
@@ -136,10 +136,20 @@ def files_in_zip(archive: Path, data: bytes | None = None) -> list[Found]:
         relative = PurePosixPath(info.filename.replace("\\", "/").lstrip("/"))
         if ".." in relative.parts or any(p.startswith(".") or p in SKIPPED for p in relative.parts):
             continue
-        year, month, day, hour, minute, second = info.date_time
-        date = ((((year * 13 + month) * 32 + day) * 24 + hour) * 60 + minute) * 60 + second  # orders as time does
+        date = datetime(*info.date_time).timestamp()  # the member's date, comparable with a file's mtime
         found.append(Found(relative, archive / relative, reader(info), info.file_size, date))
     return found
+
+
+def archive_bytes(path: Path) -> bytes:
+    """An archive's bytes (a regular file, never a pipe), up to 64 times MAX_SUBMISSION. The folder's links were
+    refused before (Found.refused); the archive the TA names may be a link."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{path.name} is not a regular file: it was not read")
+    if info.st_size > 64 * MAX_SUBMISSION:
+        raise UserError(f"{path.name} is larger than {64 * MAX_SUBMISSION // 2**20} MB: it was not read")
+    return path.read_bytes()
 
 
 def lms_layout(files: list[Found]) -> bool:
@@ -246,7 +256,7 @@ def find_submissions(target: Path) -> Intake:
     for f in [] if target.is_file() else files_in_folder(target):
         if f.relative.suffix == ".zip" and len(f.relative.parts) == 1 and f.plain:
             try:
-                inside = files_in_zip(f.shown, submission_bytes_of_archive(f.shown))
+                inside = files_in_zip(f.shown)
             except UserError:
                 files.append(f)  # a damaged archive: the row of its name says so
                 continue
@@ -266,12 +276,3 @@ def find_submissions(target: Path) -> Intake:
         raise UserError(f"{target} holds no submission: expected one STUDENT.py (or .ipynb) per student, one "
                         "folder per student, or a Canvas, Moodle, Blackboard or Gradescope download (docs/grading.md)")
     return Intake([submission_of(student, own) for student, own in sorted(students.items())], len(files))
-
-
-def submission_bytes_of_archive(path: Path) -> bytes:
-    """An archive's bytes, read as a submission is (a regular file, no link), up to 64 times MAX_SUBMISSION."""
-    size = path.lstat().st_size
-    if size > 64 * MAX_SUBMISSION:
-        raise UserError(f"{path.name} is larger than {64 * MAX_SUBMISSION // 2**20} MB: it was not read")
-    with open(path, "rb") as f:
-        return f.read()

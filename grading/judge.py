@@ -166,8 +166,8 @@ def grade_file(submission: Submission, options: Options) -> Grade:
     try:
         compile(text, str(path), "exec")
     except (SyntaxError, ValueError) as error:
-        grade_blanks_alone(grade, f"did not import: {type(error).__name__} line "
-                                  f"{getattr(error, 'lineno', None) or '?'}: {getattr(error, 'msg', error)}", options)
+        grade_blanks_alone(grade, f"{type(error).__name__} line {getattr(error, 'lineno', None) or '?'}: "
+                                  f"{getattr(error, 'msg', error)}", options)
         return grade
     if changes and broken:
         grade.review.append("what code outside the blanks builds was not checked: the markers are broken")
@@ -184,17 +184,12 @@ def ungraded(options: Options, student: str, path: Path, problem: str) -> Grade:
 def run_and_settle(grade: Grade, text: str, changes: list[Change], broken: dict[str, str], options: Options) -> None:
     """Run the submission's jobs in the sandbox, then settle each blank from what came back."""
     files, jobs = plan(options.ref, text, grade.blanks, bool(changes))
-    options.ready()
-    seed = options.draw_seed()
-    result = run(files, jobs, options.limits, options.use_bwrap, seed)
-    grade.cpu = result.cpu
-    done = result.report.get("jobs", {})
+    done, seed, stopped = run_jobs(grade, files, jobs, options)
     submitted = done.get("submitted", {})
-    forged = next((job["problem"] for job in done.values() if job.get("problem", "").startswith(UNGRADED)), None)
-    if submitted.get("problem") and not (result.problem or forged):  # the file's own code failed at import
+    if submitted.get("problem") and not stopped:  # the file's own code failed at import
         grade_blanks_alone(grade, submitted["problem"][:300], options)
         return
-    grade.problem = result.problem or forged
+    grade.problem = stopped
     if grade.problem:
         if grade.problem.startswith(UNGRADED):
             grade.review.append(f"{grade.problem}: look at it by hand")
@@ -214,22 +209,28 @@ def run_and_settle(grade: Grade, text: str, changes: list[Change], broken: dict[
         grade.problem = f"exceeded the memory limit ({options.limits.memory_gb:g} GB) during the tests"
 
 
+def run_jobs(grade: Grade, files: dict[str, str], jobs: list[dict], options: Options) -> tuple[dict, int, str | None]:
+    """Run a submission's jobs in the sandbox: each job's result, the seed of its probes, and the problem that
+    stops its grading (the sandbox's, or a job's answers it forged), if any."""
+    options.ready()
+    seed = options.draw_seed()
+    result = run(files, jobs, options.limits, options.use_bwrap, seed)
+    grade.cpu += result.cpu
+    done = result.report.get("jobs", {})
+    forged = next((job["problem"] for job in done.values() if job.get("problem", "").startswith(UNGRADED)), None)
+    return done, seed, result.problem or forged
+
+
 def grade_blanks_alone(grade: Grade, why: str, options: Options) -> None:
     """The whole file did not import: judge each blank alone, in the reference's code, as a TA grades the blanks.
     An answer accepted by its text keeps its points; a `different` one is judged by what it builds alone."""
-    grade.review.append(f"the whole file {why if why.startswith('did not') else f'did not import: {why}'}; each "
-                        "blank was graded alone in the reference's code, the rest of the file was not run")
+    grade.review.append(f"the whole file did not import: {why.removeprefix('did not import: ')}; each blank was "
+                        "graded alone in the reference's code, the rest of the file was not run")
     files, jobs = splice_plan(options.ref, grade.blanks)
     done, answers = {}, {}
     if jobs:
-        options.ready()
-        seed = options.draw_seed()
-        result = run(files, jobs, options.limits, options.use_bwrap, seed)
-        grade.cpu += result.cpu
-        done = result.report.get("jobs", {})
-        forged = next((job["problem"] for job in done.values() if job.get("problem", "").startswith(UNGRADED)), None)
-        if result.problem or forged:
-            grade.problem = result.problem or forged
+        done, seed, grade.problem = run_jobs(grade, files, jobs, options)
+        if grade.problem:
             grade.review.append(f"{grade.problem}: look at it by hand")
             return
         answers = options.reference.answers(seed, [("splice", b.id) for b in grade.blanks if b.verdict == "different"])

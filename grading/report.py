@@ -88,6 +88,7 @@ def listing(grades: list[Grade]) -> list[str]:
 
 
 NOT_GRADED_YET = "not graded yet: the batch was interrupted"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a cell starting so is a formula to a spreadsheet
 
 
 def csv_header(blank_ids: list[str]) -> list[str]:
@@ -120,14 +121,14 @@ def finished_rows(text: str, blank_ids: list[str]) -> dict[str, list[str]]:
     table = list(csv.reader(io.StringIO(text)))
     if not table or table[0] != csv_header(blank_ids):
         raise UserError("--resume: the --csv file is not a grades CSV of this assignment (its first row differs)")
-    return {row[0].removeprefix("'") if row[0][1:2] in ("=", "+", "-", "@", "\t", "\r") else row[0]: row
+    return {row[0][1:] if row[0].startswith("'") and row[0][1:].startswith(FORMULA_STARTS) else row[0]: row
             for row in table[1:] if len(row) == len(table[0]) and row[-2] != NOT_GRADED_YET}
 
 
 def spreadsheet_safe(text: str) -> str:
-    """Text a spreadsheet shows as text: a cell that starts like a formula (=, +, -, @, tab, return) gets a leading
-    apostrophe (OWASP's advice against CSV injection), which spreadsheets hide."""
-    return f"'{text}" if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+    """Text a spreadsheet shows as text: a cell that starts like a formula gets a leading apostrophe (OWASP's
+    advice against CSV injection), which spreadsheets hide."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def details(b) -> str:

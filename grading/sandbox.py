@@ -176,18 +176,30 @@ def run(files: dict[str, str], jobs: list[dict], limits: Limits, use_bwrap: bool
 
 def host_names(job_folder: Path) -> list[tuple[re.Pattern, str]]:
     """What a submission could learn of the host and echo into its results (the folders bound into the sandbox,
-    which it sees in tracebacks and /proc; the home folder; the user's name), each with the word that replaces it."""
-    paths = [(job_folder, "<job>"), (ROOT, "<project>"), (PACKAGE, "<grader>"), (Path.home(), "~")]
-    paths += [(Path(p), "<python>") for p in (*python_folders(), sys.prefix, sys.base_prefix, sys.exec_prefix)]
-    found = {}
-    for path, word in paths:
-        for text in {str(path), str(path.resolve())}:
-            if len(text) > 1:
-                found[text] = word
+    which it sees in tracebacks and /proc; the home folder; the user's name), each with the word that replaces it.
+    Longest first, so that a folder inside another is replaced whole."""
+    paths = {str(job_folder): "<job>", str(job_folder.resolve()): "<job>"} | host_paths()
     patterns = [(re.compile(re.escape(text) + r"(?![\w.-])"), word)
-                for text, word in sorted(found.items(), key=lambda item: -len(item[0]))]
-    user = getpass.getuser()
-    return patterns + [(re.compile(rf"\b{re.escape(user)}\b"), "<user>")] if len(user) > 2 else patterns
+                for text, word in sorted(paths.items(), key=lambda item: -len(item[0]))]
+    return patterns + user_name()
+
+
+@cache
+def host_paths() -> dict[str, str]:
+    """The host's folders a submission can learn, every job alike (found once): path -> the word that replaces it."""
+    paths = [(ROOT, "<project>"), (PACKAGE, "<grader>"), (Path.home(), "~")]
+    paths += [(Path(p), "<python>") for p in (*python_folders(), sys.prefix, sys.base_prefix, sys.exec_prefix)]
+    return {text: word for path, word in paths for text in {str(path), str(path.resolve())} if len(text) > 1}
+
+
+@cache
+def user_name() -> list[tuple[re.Pattern, str]]:
+    """The user's name as a whole word, to replace by <user> (none when the user has no name)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's user without a name: nothing to hide
+        return []
+    return [(re.compile(rf"\b{re.escape(user)}\b"), "<user>")] if len(user) > 2 else []
 
 
 def without_host(value, hidden: list[tuple[re.Pattern, str]]):

@@ -169,8 +169,8 @@ def test_a_python_file_without_a_line_stops_the_build(tmp_path, monkeypatch, cap
     assert not (tmp_path / "handout").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 32 item 3 not done yet: the handout's modules hold ~1,900 "
-                   "lines, the limit is 1,500 (check.py 400, utils.py 301, course/speed.py 281 must shrink)")
+@pytest.mark.xfail(strict=True, reason="issue 32 item 3 not done yet: the handout's modules hold ~2,030 "
+                   "lines, the limit is 1,500 (check.py 389, utils.py 301, course/speed.py 281): needs a decision")
 def test_the_handout_stays_small(handout):
     """At most MAX_PYTHON_FILES Python files, of MAX_PYTHON_LINES lines in all, outside tests/."""
     lines = {name: len((handout / name).read_text(encoding="utf-8").splitlines())
