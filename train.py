@@ -18,7 +18,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import utils
 from course import cli, distill, distributed, loops, models, resume, speed
-from course.export import export_checkpoint
+from course.export import export_checkpoint, undo_scale_up
 
 
 def build_ema(model: nn.Module, decay: float) -> AveragedModel | None:
@@ -77,8 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder for last.pt, best.pt, history.json (default: runs/train)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out/last.pt")
     parser.add_argument("--export", metavar="PATH", help="instead of training: write --out/best.pt to PATH with "
-                        "half-precision weights and no optimizer state (the shipped checkpoint), after checking its "
-                        "validation accuracy is unchanged")
+                        "half-precision weights, no optimizer state and its convolutions scaled up so that Adam "
+                        "cannot wreck them (the shipped checkpoint), after checking its validation accuracy is "
+                        "unchanged; --out/best.pt may be a shipped file, to export it again")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP +
                         "; part of the recipe: with --resume, auto keeps the run's own and fp32 or bf16 switches the "
@@ -158,6 +159,7 @@ def starting_model(args, classes) -> tuple[nn.Module, list[dict]]:
         return model, []
     init_state = models.load_checkpoint(args.init)
     models.load_weights(model, init_state, args.model, classes, args.init)
+    undo_scale_up(model, init_state)  # SGD would barely move the shipped file's scaled-up convolutions
     return model, resume.stages_of(init_state)
 
 

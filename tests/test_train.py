@@ -69,11 +69,26 @@ def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys, fixed_s
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
     target = tmp_path / "shipped.pt"
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--export", str(target)))
-    assert "after the half-precision round trip" in capsys.readouterr().out
+    assert "after scaling the convolutions up" in capsys.readouterr().out
     shipped = models.load_checkpoint(target)
     assert shipped["model"]["fc.weight"].dtype == torch.float16 and "optimizer" not in shipped
     assert target.stat().st_size < 0.6 * (tmp_path / "best.pt").stat().st_size
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".check")] == []
+    assert len(shipped["scaled_up"]["factors"]) == 53
+
+
+def test_init_from_an_exported_file_starts_from_the_run_s_own_weights(tiny_data, tmp_path, fixed_speed):
+    """The export scales the convolutions up (for Adam); --init scales them back, or SGD would barely move them."""
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
+    target = tmp_path / "shipped.pt"
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--export", str(target)))
+    best = models.load_checkpoint(tmp_path / "best.pt")["model"]
+    shipped = models.load_checkpoint(target)
+    assert max(shipped["scaled_up"]["factors"]) > 2  # the file's convolutions are larger than the run's
+    model, _ = train.starting_model(train.parse_args(["--init", str(target)]), tuple(shipped["classes"]))
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():  # fp16 storage: relative spacing 2^-10, absolute 2^-24 near zero (subnormals)
+            assert torch.allclose(value, best[key].float(), rtol=2 ** -9, atol=2 ** -24), key
 
 
 def test_a_second_stage_records_the_first(tiny_data, tmp_path, fixed_speed):

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 from course import models
-from course.export import conv_bn_pairs, scale_up_convolutions
+from course.export import conv_bn_pairs, scale_up_convolutions, undo_scale_up
 from resnet import ResNet50
 
 
@@ -58,3 +58,22 @@ def test_scaled_up_weights_are_large_and_variances_stay_in_half_precision_range(
         limited = norm.running_var.max().item() >= 2.0 ** 14 * 0.999  # k held back by the variance limit
         assert limited or abs(rms - 0.5) < 1e-3
         assert norm.running_var.max().item() <= 2.0 ** 14 * 1.001 < 65504
+
+
+def test_undoing_the_scale_up_restores_the_weights_and_keeps_the_outputs():
+    model = trained_like(seed=2)
+    images = torch.randn(4, 3, 32, 32)
+    original = {key: value.clone() for key, value in model.state_dict().items()}
+    with torch.no_grad():
+        before = model(images)
+    factors = scale_up_convolutions(model)
+    undo_scale_up(model, {"scaled_up": {"factors": factors}})
+    with torch.no_grad():
+        after = model(images)
+    assert torch.allclose(after, before, rtol=1e-4, atol=1e-4 * before.abs().max().item())
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():  # two multiplications: a few float32 roundings apart
+            assert torch.allclose(value, original[key], rtol=1e-5, atol=1e-6 * original[key].abs().max()), key
+    restored = {key: value.clone() for key, value in model.state_dict().items()}
+    undo_scale_up(model, {})  # a file that was never scaled up: nothing to undo
+    assert all(torch.equal(value, restored[key]) for key, value in model.state_dict().items())
