@@ -10,7 +10,8 @@
 # Each step appends to its own log beside its state. The steps:
 #   1. the distillation teachers: airbench's network, trained by tools/train_teacher.py, 10 epochs (seed 0) and
 #      20 epochs (seed 1);
-#   2. distillation run9 from the ensemble of both and the shipped VGG16-BN (train.py --teacher A B C).
+#   2. distillation run9 from the ensemble of both and the shipped VGG16-BN (train.py --teacher A B C);
+#   3. the VGG16-BN and run9 exported scaled up, each measured with the course's loop and main.py's default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="$HOME/.cache/resnet50-cifar10"
@@ -51,5 +52,34 @@ else
         "$cache/teacher-airbench94/final.pt" "$cache/teacher-airbench-20ep/final.pt" --kd-weight 0.9 \
         --data-dir data/cifar10-jpg --out "$run9" "${resume[@]}" >> "$run9.log" 2>&1
 fi
+
+# 3. the shipped files scaled up for the course's loop (issue 31, item 3): export, then the course's loop (Adam at
+#    lr 1e-3, constant) and main.py's default on the export (docs/training.md, "Scaled up for the course's loop")
+[ -d data/cifar10-split ] || "$py" prepare_data.py
+scaled() {  # NAME MODEL RUN_DIR: export RUN_DIR/best.pt to $cache/NAME/MODEL_cifar10.pt and measure it twice
+    local out="$cache/$1" model="$2" run="$3"
+    local file="$out/${model}_cifar10.pt"
+    mkdir -p "$out"
+    if [ ! -f "$file" ]; then
+        say "$1: export"
+        "$py" train.py --model "$model" --data-dir data/cifar10-jpg --out "$run" --export "$file" >> "$out/export.log" 2>&1
+    fi
+    local loop flags
+    for loop in adam sgd; do
+        if ! grep -q "^Accuracy of the model" "$out/$loop.log" 2>/dev/null; then
+            say "$1: main.py ($loop)"
+            flags=()
+            [ "$loop" = sgd ] || flags=(--optimizer adam --lr 1e-3 --schedule constant)
+            rm -f "$out/ft-$loop.pt"
+            "$py" main.py --model "$model" --checkpoint "$file" "${flags[@]}" --data-dir data/cifar10-split \
+                --out "$out/ft-$loop.pt" > "$out/$loop.log" 2>&1
+        fi
+    done
+    say "$1: finished"
+}
+vgg="$cache/vgg16-scaled"
+[ -f "$vgg/best.pt" ] || { mkdir -p "$vgg"; cp checkpoints/vgg16_cifar10.pt "$vgg/best.pt"; }
+scaled vgg16-scaled vgg16 "$vgg"
+scaled v3 resnet50 "$run9"  # run9 reached the bar (85.58 %): version 3
 
 say "queue finished"
