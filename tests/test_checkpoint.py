@@ -8,6 +8,7 @@ import torch
 import main
 import utils
 from course import models
+from course.export import conv_bn_pairs
 
 ARCHS = ("resnet50", "vgg16")  # main.py --model ARCH loads checkpoints/ARCH_cifar10.pt
 
@@ -56,3 +57,16 @@ def test_metadata_says_what_it_is(shipped):
     assert [h["val_accuracy"] for h in shipped["history"] if h["epoch"] == shipped["epoch"]] == [shipped["accuracy"]]
     if shipped["arch"] == "vgg16" or "shipped_accuracy" in shipped:  # exports record it since the VGG16-BN one
         assert abs(shipped["shipped_accuracy"] - shipped["accuracy"]) <= 0.1  # what the fp16 file itself scores
+
+
+def test_convolutions_are_scaled_up_for_the_course_s_adam(shipped):
+    """Issue 31: the export scales each convolution up (course/export.py) so that Adam at lr 1e-3, the course's
+    loop, moves it by a small fraction of its size; the file records the factors that `train.py --init` undoes."""
+    model = models.build_model(shipped["arch"], 10)
+    model.load_state_dict({k: v.float() for k, v in shipped["model"].items()}, strict=True)
+    pairs = conv_bn_pairs(model)
+    assert len(shipped["scaled_up"]["factors"]) == len(pairs) == {"resnet50": 53, "vgg16": 13}[shipped["arch"]]
+    assert min(shipped["scaled_up"]["factors"]) >= 1
+    for conv, norm in pairs:
+        assert conv.weight.pow(2).mean().sqrt() > 0.1  # unscaled, weight decay left them at ~0.005
+        assert norm.running_var.max() < 65504  # half precision's largest number: var grew by k^2
