@@ -84,7 +84,7 @@ def load_model(args, classes):
 
 
 def describe_accuracy(meta: dict) -> str:
-    """', 84.02 % on its validation split (...)', saying which weights the number was measured with."""
+    """', 85.58 % on its validation split (...)', saying which weights the number was measured with."""
     if "shipped_accuracy" in meta:  # measured on the fp16 file itself when it was exported
         return f", {meta['shipped_accuracy']:.2f} % on its {meta['accuracy_split']}"
     if "accuracy" not in meta:
