@@ -25,16 +25,20 @@ def shipped(shipped_path) -> dict:
     return torch.load(shipped_path, map_location="cpu", weights_only=True)
 
 
+@pytest.fixture(scope="module")
+def shipped_model(shipped) -> torch.nn.Module:
+    model = models.build_model(shipped["arch"], 10)
+    model.load_state_dict({k: v.float() for k, v in shipped["model"].items()}, strict=True)
+    return model.eval()
+
+
 def test_small_enough_to_ship(shipped_path):
     assert shipped_path.stat().st_size <= 32 * 1024 * 1024  # each version stays in git history for good
 
 
-def test_loads_strictly_and_gives_finite_logits(shipped):
-    model = models.build_model(shipped["arch"], 10)
-    model.load_state_dict({k: v.float() for k, v in shipped["model"].items()}, strict=True)
-    model.eval()
+def test_loads_strictly_and_gives_finite_logits(shipped_model):
     with torch.inference_mode():
-        logits = model(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+        logits = shipped_model(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
     assert logits.shape == (4, 10) and torch.isfinite(logits).all()
     assert logits.std(0).mean() > 1e-3  # trained weights tell inputs apart
 
@@ -59,12 +63,10 @@ def test_metadata_says_what_it_is(shipped):
         assert abs(shipped["shipped_accuracy"] - shipped["accuracy"]) <= 0.1  # what the fp16 file itself scores
 
 
-def test_convolutions_are_scaled_up_for_the_course_s_adam(shipped):
+def test_convolutions_are_scaled_up_for_the_course_s_adam(shipped, shipped_model):
     """Issue 31: the export scales each convolution up (course/export.py) so that Adam at lr 1e-3, the course's
     loop, moves it by a small fraction of its size; the file records the factors that `train.py --init` undoes."""
-    model = models.build_model(shipped["arch"], 10)
-    model.load_state_dict({k: v.float() for k, v in shipped["model"].items()}, strict=True)
-    pairs = conv_bn_pairs(model)
+    pairs = conv_bn_pairs(shipped_model)
     assert len(shipped["scaled_up"]["factors"]) == len(pairs) == {"resnet50": 53, "vgg16": 13}[shipped["arch"]]
     assert min(shipped["scaled_up"]["factors"]) >= 1
     for conv, norm in pairs:
