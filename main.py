@@ -52,7 +52,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "runs/<model>_finetuned_<date>-<time>.pt; never the pretrained file)")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
-    parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed for shuffling and augmentation (default: 0)")
     return parser.parse_args(argv)
 
@@ -158,7 +157,7 @@ def main(argv=None) -> int | None:
     train_batches, test_batches = load_batches(args, classes, device)
     criterion = nn.CrossEntropyLoss()
     if args.epochs > 0:
-        choice = speed.choose(args.model, len(classes), args.batch_size, True, device, args.precision, args.retune)
+        choice = speed.choose(args.model, True, device, args.precision)
         print(choice.line(), flush=True)
         model = speed.prepare(model, device, choice.config)
         train_batches.channels_last = choice.config.channels_last
@@ -167,7 +166,7 @@ def main(argv=None) -> int | None:
         for epoch in range(1, args.epochs + 1):
             train_one_epoch(model, train_batches, optimizer, criterion, device, epoch, args.epochs, scheduler,
                             config=choice.config)
-    choice = speed.choose(args.model, len(classes), EVAL_BATCH_SIZE, False, device, args.precision, args.retune)
+    choice = speed.choose(args.model, False, device, args.precision)
     print(choice.line(), flush=True)
     model = speed.prepare(model, device, choice.config)
     test_batches.channels_last = choice.config.channels_last

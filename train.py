@@ -84,7 +84,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP +
                         "; part of the recipe: with --resume, auto keeps the run's own and fp32 or bf16 switches the "
                         "run to it from the next epoch on (the history records the switch)")
-    parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
     parser.add_argument("--sync-bn", action="store_true",
                         help="under torchrun on CUDA GPUs: batch-norm statistics over the global batch "
                         "(SyncBatchNorm) instead of each process's share; part of the recipe (default: off)")
@@ -190,9 +189,7 @@ def fit(args, device: torch.device) -> None:
         raise cli.UserError(f"--batch-size {args.batch_size} is the global batch and must split evenly over the "
                                f"{distributed.world_size()} processes: pass a multiple of {distributed.world_size()}.")
     state, precision = resume.open_run(args, out, device)
-    batch_size = args.batch_size // distributed.world_size()  # what each process runs at a time
-    train_choice = distributed.share(speed.choose(args.model, len(classes), batch_size, True, device, precision,
-                                                  args.retune) if distributed.is_main() else None)
+    train_choice = speed.choose(args.model, True, device, precision)
     distributed.say(train_choice.line())
     config = train_choice.config
     train_batches, val_batches, data = load_train_split(args, classes, device, config)

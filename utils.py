@@ -268,9 +268,8 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, chann
 class Batches:
     """Mini-batches of (normalized images, labels) from uint8 tensors, like a DataLoader.
 
-    train=True shuffles and augments (crop and flip, plus cutout when cutout > 0); the
-    generator makes all of it reproducible. The whole uint8 set (150 MB for CIFAR-10)
-    is moved to the device once. `channels_last` sets the layout of the batches.
+    train=True shuffles and augments (crop and flip, plus cutout when cutout > 0), reproducibly from the
+    generator. The uint8 set (150 MB for CIFAR-10) moves to the device once; `channels_last`: the batches' layout.
     """
 
     def __init__(self, images, labels, batch_size: int, device, train: bool, seed: int = 0, cutout: int = 0):

@@ -1,14 +1,19 @@
 """The assignment's facts, one source for check.py and the grader: the blanks and their markers, when a blank
-counts as untouched, the sizes the layer tests check, and the probes that build each blank's module.
+counts as untouched, how a student's file is read, the sizes the layer tests check, and the probes that build
+each blank's module.
 
 Standard library only: students get this file with check.py, and the grader's own process never imports torch.
 """
 from __future__ import annotations
 
+import ast
 import io
 import re
 import tokenize
+import traceback
+import types
 from dataclasses import dataclass
+from pathlib import Path
 
 from course.cli import UserError
 
@@ -60,6 +65,22 @@ def find_blanks(text: str) -> tuple[dict[str, Blank], dict[str, str]]:
     return {b: blank for b, blank in blanks.items() if b not in problems}, problems
 
 
+def blank_at(blanks: dict[str, Blank], lines: list[str], hits: list[int]) -> str | None:
+    """The first blank that one of the `hits` (line numbers an error went through) points to: the blank whose answer
+    holds the line, else the one blank inside the statement that holds it."""
+    answers = {b: (m.begin + 2, m.end) for b, m in blanks.items() if b in BLANKS}  # 1-based, inclusive
+    statements = [n for n in ast.walk(ast.parse("".join(lines))) if isinstance(n, ast.stmt)]
+    for line in hits:
+        inside = [b for b, (first, last) in answers.items() if first <= line <= last]
+        around = [n for n in statements if n.lineno <= line <= n.end_lineno]
+        if not inside and around:
+            stmt = min(around, key=lambda n: n.end_lineno - n.lineno)
+            inside = [b for b, (first, last) in answers.items() if stmt.lineno <= first and last <= stmt.end_lineno]
+        if len(inside) == 1:
+            return inside[0]
+    return None
+
+
 def untouched(lines: list[str]) -> bool:
     """Whether a blank's answer is still the skeleton's: nothing but comments, or only `x = None`."""
     code = [c for c in (re.sub(r"#.*", "", line).strip() for line in lines) if c]
@@ -89,6 +110,78 @@ def decode_source(data: bytes, name: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+# ------------------------------------------------ a student's file, and its errors in plain words
+
+def read_student_file(path: Path) -> list[str]:
+    """The file's lines, decoded as Python decodes it (UTF-8, or what a `# coding:` line names); else a UserError."""
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: give the path of your resnet.py inside it, e.g. {path / 'resnet.py'}")
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (give the path of your resnet.py)")
+    if path.suffix == ".ipynb":
+        raise UserError(f"{path} is a Jupyter notebook; check.py reads a Python file. Save the notebook as one "
+                        "(Jupyter: File > Download as > Python (.py)), or copy your cells into resnet.py, and run "
+                        "check.py on that file.")
+    data = path.read_bytes()
+    if not data.strip():
+        raise UserError(f"{path} is empty: nothing was checked. Give the path of your resnet.py, the file with "
+                        "the BEGIN/END BLANK lines.")
+    try:
+        return decode_source(data, str(path)).splitlines(keepends=True)
+    except UserError as error:
+        raise UserError(f"{error}\nNothing was checked: fix that and run check.py again.") from None
+
+
+def run_student_file(path: Path, lines: list[str]) -> types.ModuleType:
+    """Run the file's text as a fresh module (line numbers stay those of the file)."""
+    module = types.ModuleType("student_resnet")
+    module.__file__ = str(path)
+    exec(compile("".join(lines), str(path), "exec"), module.__dict__)  # noqa: S102 - running it is the point
+    return module
+
+
+def import_student_file(path: Path) -> tuple[list[str], types.ModuleType]:
+    """Read and import a student's file; a file Python cannot read or import is a UserError that says why."""
+    lines = read_student_file(path)
+    try:
+        return lines, run_student_file(path, lines)
+    except SyntaxError as error:
+        where = f", line {error.lineno}" if error.lineno else ""
+        raise UserError(f"{path}{where}: {type(error).__name__}: {error.msg}.\nPython cannot read "
+                        "your file, so nothing was checked: fix that line (or the one just before it) and run "
+                        "check.py again.") from None
+    except Exception as error:  # noqa: BLE001 - whatever the file raises, say it in plain words
+        raise UserError(f"{path}: importing your file raised {plain(error, path)}.\nNothing was checked: fix "
+                        "that first and run check.py again.") from None
+
+
+def traceback_lines(error: BaseException, path: Path) -> list[int]:
+    """The lines of the student's file that the error went through, innermost first."""
+    frames = reversed(traceback.extract_tb(error.__traceback__))
+    return [frame.lineno for frame in frames if frame.filename == str(path)]
+
+
+def plain(error: BaseException, path: Path) -> str:
+    """An exception in plain words: `RuntimeError: <first line> (line 58 of your file)`."""
+    message = (str(error).strip().splitlines() or [""])[0][:200]
+    lines = traceback_lines(error, path)
+    return f"{type(error).__name__}: {message}" + (f" (line {lines[0]} of your file)" if lines else "")
+
+
+# ------------------------------------------------ the hints check.py gives with a failure, no more than the skeleton's
+CHANNELS = ("check the channel counts of your conv1x1/conv3x3 calls: which of in_channels, middle_channels and "
+            "out_channels each one takes and gives")
+SPATIAL = "check the stride and padding of your convolutions"
+CALLS = "check your ResidualBlock(in_channels, middle_channels, out_channels, downsample) calls"
+HINTS = {"stem_conv": "look at your nn.Conv2d (the hint: 7x7 conv, 3 -> 64 channels; it halves the image size)",
+         "stem_pool": "look at your nn.MaxPool2d (the hint: a 3x3 max-pool that halves the image size again)",
+         "block_downsample": CHANNELS, "block_same": CHANNELS, "layer2": CALLS, "layer3": CALLS, "layer4": CALLS,
+         "avgpool": "look at your pooling layer: it averages the whole 2x2 map",
+         "fc": "look at your nn.Linear: from the pooled features (what avgpool gives) to the classes"}
+SIZE_ERRORS = re.compile(r"non-singleton dimension [23]|[Kk]ernel size can't be greater|[Oo]utput size is too small")
+NOT_DONE = "not done yet (fill in the code between the BEGIN/END BLANK {} lines)"
+
+
 # ------------------------------------------------ the sizes (those of tests/test_resnet.py), for one image
 INPUT = (3, 32, 32)  # one CIFAR-10 image
 STEM_CONV = (64, 16, 16)  # after layer1's 7x7 convolution, before its max-pool
@@ -106,6 +199,11 @@ PARTS = {"layer1": ("stem_conv", "stem_pool"), "layer2": ("layer2",), "layer3": 
 PART_INPUTS = dict(zip(PARTS, [INPUT, *LAYER_SHAPES.values()], strict=True)) | {"fc": LAYER_SHAPES["avgpool"][:1]}
 STEM_PARAMETERS = 3 * 64 * 7 * 7 + 64  # layer1's convolution: weights and bias
 PARAMETERS = 14_750_730  # the whole model, for 10 classes
+
+
+def size_text(shape) -> str:
+    """(64, 8, 8), or a batch of that shape -> '64 x 8 x 8'."""
+    return " x ".join(str(n) for n in (shape.shape[1:] if hasattr(shape, "shape") else shape))
 
 
 def block_parameters(in_channels: int, middle: int, out: int) -> int:

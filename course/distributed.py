@@ -90,15 +90,6 @@ def lost(error: RuntimeError) -> bool:
     return isinstance(error, dist.DistError) or "closed by peer" in str(error) or "reset by peer" in str(error)
 
 
-def share(value):
-    """Rank 0's `value` on every rank (e.g. the speed choice: timed once, not by ranks fighting over the cores)."""
-    if world_size() == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
     """Each of `values` added up over the ranks (e.g. correct predictions and images seen in an epoch)."""
     if world_size() == 1:

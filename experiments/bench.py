@@ -3,10 +3,11 @@
     python -m experiments.bench        # ResNet-50, batch 100, on the best device
     python -m experiments.bench --model vgg16 --steps 4
     python -m experiments.bench --accuracy-check data/cifar10-split   # same accuracy both ways?
+    python -m experiments.bench --candidates   # every configuration: does speed.choose pick the fastest here?
 
 Runs on synthetic uint8 32x32 images (CIFAR-10's size and type), so no data set is
-needed. The fast path is the one speed.choose picks here (cached; --retune measures
-again). Each measurement is the median of several repeats after a warm-up, timed
+needed. The fast path is the one speed.choose's rules pick here; --candidates times
+every configuration instead, to check those rules on a new machine. Each measurement is the median of several repeats after a warm-up, timed
 around the real loops of train.py (data pipeline included). Last line, for scripts:
 cpu=... precision=... train_baseline_img_s=... train_img_s=... train_speedup=...
 eval_baseline_img_s=... eval_img_s=... eval_speedup=... peak_rss_gb=...
@@ -75,7 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.add_argument(flag, type=cli.positive_int, default=default, help=f"{words} (default: {default})")
     parser.add_argument("--device", help=utils.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
-    parser.add_argument("--retune", action="store_true", help=speed.RETUNE_HELP)
+    parser.add_argument("--candidates", action="store_true",
+                        help="instead of the course's way against the chosen path: time every configuration "
+                        "(precision x 1x1 matmuls, channels_last) on the fast path and mark speed.choose's pick")
     parser.add_argument("--accuracy-check", metavar="DATA_DIR",
                         help="instead of timing: train the same initial model both ways on real images "
                         "(DATA_DIR/train, tested on DATA_DIR/test) and print both test accuracies")
@@ -110,8 +113,8 @@ def accuracy_check(args, device) -> None:
     test_images, test_labels = utils.load_data("test", args.accuracy_check, classes)
     keep = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(0))[:args.check_images]
     train_images, train_labels = train_images[keep], train_labels[keep]
-    train_choice = speed.choose(args.model, len(classes), args.batch_size, True, device, args.precision, args.retune)
-    eval_choice = speed.choose(args.model, len(classes), EVAL_BATCH_SIZE, False, device, args.precision, args.retune)
+    train_choice = speed.choose(args.model, True, device, args.precision)
+    eval_choice = speed.choose(args.model, False, device, args.precision)
     print(f"Accuracy check: {args.model}, {len(keep)} training images of {', '.join(classes)}, {len(test_labels)} test "
           f"images, {args.check_epochs} epochs, SGD lr 0.01, batch {args.batch_size}, seeds 0-{args.check_seeds - 1}\n"
           f"{train_choice.line()}\n{eval_choice.line()}", flush=True)
@@ -173,6 +176,18 @@ def timed_path(args, device, images, labels, train_config: speed.Config, eval_co
     return train_rate, eval_rate
 
 
+def time_candidates(args, device, images, labels, train_pick: speed.Config, eval_pick: speed.Config) -> None:
+    """Every configuration on the fast path, training and evaluation; '<-' marks what speed.choose picks here."""
+    precisions = ["fp32", "bf16"] if speed.native_bf16(device) or args.precision == "bf16" else ["fp32"]
+    layouts = [speed.Config("fp32", False, False)] + [speed.Config(precision, True, matmul)
+                                                       for precision in precisions for matmul in (False, True)]
+    print(f"\n| configuration | training images/s | evaluation images/s (batch {EVAL_BATCH_SIZE}) |\n|---|---|---|")
+    for config in layouts:
+        train_rate, eval_rate = timed_path(args, device, images, labels, config, config, False)
+        print(f"| {config.describe()} | {train_rate:.1f}{' <-' if config == train_pick else ''} | "
+              f"{eval_rate:.0f}{' <-' if config == eval_pick else ''} |", flush=True)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = utils.pick_device(args.device)
@@ -182,11 +197,13 @@ def main(argv=None) -> None:
     name = speed.device_name(device)
     print(f"Benchmark: {args.model}, batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, "
           f"device {device} ({name}), {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
-    train_choice = speed.choose(args.model, 10, args.batch_size, True, device, args.precision, args.retune)
-    eval_choice = speed.choose(args.model, 10, EVAL_BATCH_SIZE, False, device, args.precision, args.retune)
+    train_choice = speed.choose(args.model, True, device, args.precision)
+    eval_choice = speed.choose(args.model, False, device, args.precision)
     print(f"{train_choice.line()}\n{eval_choice.line()}", flush=True)
     images = np.random.randint(0, 256, (max(args.batch_size * args.steps, args.eval_images), 32, 32, 3), dtype=np.uint8)
     labels = np.random.randint(0, 10, len(images))
+    if args.candidates:
+        return time_candidates(args, device, images, labels, train_choice.config, eval_choice.config)
 
     # The course's way: fp32, NCHW, eager, per-image PIL transforms through a DataLoader.
     train_baseline, eval_baseline = timed_path(args, device, images, labels, speed.COURSE_WAY, speed.COURSE_WAY, True)

@@ -52,7 +52,7 @@ class TimedSteps:
 
 def time_steps(args, compiled: bool, device) -> tuple[float, float]:
     """(seconds of the first step, median seconds of the later steps)."""
-    choice = speed.choose(args.model, 10, args.batch_size, True, device, args.precision)
+    choice = speed.choose(args.model, True, device, args.precision)
     torch.manual_seed(0)
     model = speed.prepare(models.build_model(args.model, 10), device, choice.config)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=MOMENTUM)

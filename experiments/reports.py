@@ -124,7 +124,7 @@ def run_training(run: Path, model: str, classes: tuple[str, ...], requested: int
 def predict(model: torch.nn.Module, arch: str, classes: tuple[str, ...], images: torch.Tensor, labels: torch.Tensor,
             device: torch.device, precision: str) -> torch.Tensor:
     """The predicted class of every uint8 image, in order, on the fastest evaluation path for --precision."""
-    choice = speed.choose(arch, len(classes), loops.EVAL_BATCH_SIZE, False, device, precision)
+    choice = speed.choose(arch, False, device, precision)
     batches = utils.Batches(images, labels, loops.EVAL_BATCH_SIZE, device, train=False)
     batches.channels_last = choice.config.channels_last
     return loops.evaluate(speed.prepare(model, device, choice.config), batches, device, choice.config).predictions

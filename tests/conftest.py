@@ -90,16 +90,14 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-def fixed_speed_choice(arch, num_classes, batch_size, training, device, precision="auto", retune=False):
-    """speed.choose without its timing: the precision asked for (fp32 for auto), channels_last, plain 1x1 convolutions.
-
-    For the tests whose subject is not the speed choice: timing the candidates costs seconds per model and batch
-    size (tens of seconds for VGG16 at batch 128 and 500), and what they compute must not depend on which one wins.
-    """
+def fixed_speed_choice(arch, training, device, precision="auto"):
+    """speed.choose with one answer on every CPU: the precision asked for (fp32 for auto), channels_last, plain 1x1
+    convolutions. For the tests whose subject is not the speed choice: what they compute must not depend on
+    whether the CPU at hand has native bf16."""
     from course import speed
 
     config = speed.Config(precision if precision in ("fp32", "bf16") else "fp32", True, False)
-    return speed.Choice(config, training, 0.0, "fixed", {})
+    return speed.Choice(config, training, "fixed for the tests")
 
 
 def side_by_side(*calls):
@@ -113,24 +111,7 @@ def side_by_side(*calls):
 
 @pytest.fixture
 def fixed_speed(monkeypatch):
-    """speed.choose is fixed_speed_choice during the test (tests/course/test_speed.py and
-    tests/experiments/test_bench.py time for real)."""
+    """speed.choose is fixed_speed_choice during the test (tests/course/test_speed.py tests the real one)."""
     from course import speed
 
     monkeypatch.setattr(speed, "choose", fixed_speed_choice)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def speed_cache(tmp_path_factory):
-    """Keep course/speed.py's cache of measured choices out of the user's ~/.cache, shared by every test of the
-    session."""
-    import os
-
-    folder = tmp_path_factory.mktemp("xdg_cache")
-    old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(folder)  # subprocesses (python main.py ...) inherit it
-    yield folder
-    if old is None:
-        del os.environ["XDG_CACHE_HOME"]
-    else:
-        os.environ["XDG_CACHE_HOME"] = old

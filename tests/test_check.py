@@ -259,7 +259,7 @@ def test_missing_file_and_help(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         check.main(["--help"])
     assert stop.value.code == 0
-    assert "your resnet.py, the file with the BEGIN/END BLANK lines" in capsys.readouterr().out
+    assert "your resnet.py, with the BEGIN/END BLANK lines" in capsys.readouterr().out
 
 
 def test_command_line_on_the_reference():

@@ -11,8 +11,8 @@ from course import models, resume, speed
 
 
 def tiny_run(data, out, *extra):
-    """A tiny run in fp32 (a later --precision wins): no test depends on which candidate speed.choose's timing picks.
-    All but the EMA test (auto) also take fixed_speed: no timing at all, speed is not their subject."""
+    """A tiny run in fp32 (a later --precision wins): no test depends on whether the CPU has native bf16.
+    All but the EMA test (auto) also take fixed_speed: speed is not their subject."""
     return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu",
             "--precision", "fp32", *extra]
 
@@ -117,7 +117,7 @@ def test_non_positive_numbers_are_refused(flag, capsys):
 
 
 def test_ema_and_cutout_run_and_record_both_accuracies(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(speed, "native_bf16", lambda device: False)  # so auto has only fp32 candidates, whatever CPU
+    monkeypatch.setattr(speed, "native_bf16", lambda device: False)  # so auto means fp32, whatever the CPU
     train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--ema", "0.9", "--cutout", "8", "--precision", "auto"))
     state = models.load_checkpoint(tmp_path / "last.pt")
     assert state["recipe"]["ema"] == 0.9 and state["recipe"]["augmentation"].endswith("+cutout-8")

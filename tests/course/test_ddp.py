@@ -152,8 +152,7 @@ def test_experiments_three_class_under_torchrun(tiny_data, tmp_path):
 if __name__ == "__main__":  # one process of a test run: the test-only settings, then train.py's or reports.py's main
     split = next(i for i, arg in enumerate(sys.argv) if arg in ("--train", "--experiments"))
     test_flags, argv = sys.argv[1:split], sys.argv[split + 1:]
-    # one fixed speed path, whatever speed.choose's timing would pick: the runs compared compute alike, and no
-    # launch spends its time timing candidates on 1 thread (VGG16 at batch 500: tens of seconds)
+    # one fixed speed path, whatever speed.choose would pick on this CPU: the runs compared compute alike
     speed.choose = fixed_speed_choice
     if "--frozen" in test_flags:
         utils.augment = lambda images, generator=None: images
