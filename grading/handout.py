@@ -48,8 +48,8 @@ ROLES = {
     "course/cli.py": "what the scripts share: error messages, options, files written safely",
     "course/loops.py": "the training epoch and the evaluation that `main.py` runs",
     "course/models.py": "the models by name; loads the checkpoint into yours, or names the layer that does not fit",
-    "course/speed.py": "measures the fastest settings for your machine (precision, memory layout), once",
-    "course/assignment.py": "the blanks and shapes `check.py` reads",
+    "course/speed.py": "picks the fastest settings for your machine (precision, memory layout)",
+    "course/assignment.py": "the blanks, sizes and hints `check.py` checks with; how it reads your file",
     "tests/test_resnet.py": "the per-layer tests (`python -m pytest`)",
     "tests/conftest.py": "what those tests share (`--impl FILE` tests another file than `resnet.py`)",
 }
