@@ -6,9 +6,10 @@
     python -m experiments.bench --candidates   # every configuration: does speed.choose pick the fastest here?
 
 Runs on synthetic uint8 32x32 images (CIFAR-10's size and type), so no data set is
-needed. The fast path is the one speed.choose's rules pick here; --candidates times
-every configuration instead, to check those rules on a new machine. Each measurement is the median of several repeats after a warm-up, timed
-around the real loops of train.py (data pipeline included). Last line, for scripts:
+needed. The fast path is the one speed.choose's rules pick here, evaluated with the batch-norms
+folded; --candidates times every configuration instead, to check those rules on a new machine.
+Each measurement is the median of several repeats after a warm-up, timed around the real loops
+(data pipeline included). Last line, for scripts:
 cpu=... precision=... train_baseline_img_s=... train_img_s=... train_speedup=...
 eval_baseline_img_s=... eval_img_s=... eval_speedup=... peak_rss_gb=...
 """
@@ -142,7 +143,7 @@ def accuracy_check(args, device) -> None:
                 train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, epoch, args.check_epochs,
                                 config=train_config, quiet=True)
             model = speed.prepare(model, device, eval_config)
-            accuracy[path].append(evaluate(model, test_data, device, eval_config).accuracy)
+            accuracy[path].append(evaluate(model, test_data, device, eval_config, fold=path != "fp32").accuracy)
             print(f"  seed {seed}, {path} path: {accuracy[path][-1]:.2f} %", flush=True)
     mean = {path: statistics.mean(values) for path, values in accuracy.items()}
     spread = {path: statistics.pstdev(values) for path, values in accuracy.items()}
@@ -172,7 +173,8 @@ def timed_path(args, device, images, labels, train_config: speed.Config, eval_co
 
     train_rate = median_rate(n_train, train, args.repeats)
     model = speed.prepare(model, device, eval_config)
-    eval_rate = median_rate(args.eval_images, lambda: evaluate(model, eval_data, device, eval_config), args.repeats)
+    eval_rate = median_rate(args.eval_images, lambda: evaluate(model, eval_data, device, eval_config, fold=not course),
+                             args.repeats)
     return train_rate, eval_rate
 
 

@@ -1,7 +1,8 @@
-"""torch.compile against eager on train.py's training epoch: is the compile time paid back within one epoch?
+"""torch.compile against eager on the training epoch (or evaluation): is the compile time paid back within one epoch?
 
     python -m experiments.bench_compile                          # ResNet-50, batch 128, 20 timed steps
     python -m experiments.bench_compile --model airbench --batch-size 1024 --steps 4
+    python -m experiments.bench_compile --evaluation --batch-size 500 --steps 8
 
 Both runs go through train.py's own `train_one_epoch` on synthetic uint8 images, with the configuration
 speed.choose picks for the machine. The compiled run's first step includes the compilation; the epoch's time
@@ -17,7 +18,7 @@ import torch.nn as nn
 
 import utils
 from course import cli, models, speed
-from course.loops import MOMENTUM, train_one_epoch
+from course.loops import MOMENTUM, evaluate, train_one_epoch
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epoch-images", type=cli.positive_int, default=45000,
                         help="training images of the projected epoch (default: 45000)")
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
+    parser.add_argument("--evaluation", action="store_true",
+                        help="time evaluate() (inference, no gradients) instead of the training epoch")
     return parser.parse_args(argv)
 
 
@@ -52,18 +55,21 @@ class TimedSteps:
 
 def time_steps(args, compiled: bool, device) -> tuple[float, float]:
     """(seconds of the first step, median seconds of the later steps)."""
-    choice = speed.choose(args.model, True, device, args.precision)
+    choice = speed.choose(args.model, not args.evaluation, device, args.precision)
     torch.manual_seed(0)
     model = speed.prepare(models.build_model(args.model, 10), device, choice.config)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=MOMENTUM)
     images = torch.from_numpy(np.random.randint(0, 256, (args.batch_size * (args.steps + 1), 3, 32, 32),
                                                 dtype=np.uint8))
     labels = torch.randint(0, 10, (len(images),))
-    batches = utils.Batches(images, labels, args.batch_size, device, train=True)
+    batches = utils.Batches(images, labels, args.batch_size, device, train=not args.evaluation)
     batches.channels_last = choice.config.channels_last
     timed = TimedSteps(batches)
-    trained = torch.compile(model) if compiled else model
-    train_one_epoch(trained, timed, optimizer, nn.CrossEntropyLoss(), device, 1, 1, config=choice.config, quiet=True)
+    run = torch.compile(model) if compiled else model
+    if args.evaluation:
+        evaluate(run, timed, device, choice.config)
+    else:
+        train_one_epoch(run, timed, optimizer, nn.CrossEntropyLoss(), device, 1, 1, config=choice.config, quiet=True)
     steps = np.diff(timed.times)
     return float(steps[0]), statistics.median(steps[1:].tolist())
 
@@ -72,7 +78,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     device = utils.pick_device()
     steps_per_epoch = -(-args.epoch_images // args.batch_size)
-    print(f"torch.compile check: {args.model}, batch {args.batch_size}, {speed.device_name(device)}, "
+    print(f"torch.compile check: {args.model}, {'evaluation' if args.evaluation else 'training'}, "
+          f"batch {args.batch_size}, {speed.device_name(device)}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
     epoch = {}
     for compiled in (False, True):

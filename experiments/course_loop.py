@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     model = models.build_model(args.model, len(classes)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, 1, 1, config=speed.COURSE_WAY)
-    print(accuracy_line(evaluate(model, test_data, device, speed.COURSE_WAY).accuracy))
+    print(accuracy_line(evaluate(model, test_data, device, speed.COURSE_WAY, fold=False).accuracy))
 
 
 if __name__ == "__main__":

@@ -63,3 +63,27 @@ def test_no_matmuls_for_a_model_without_1x1_convolutions_and_the_course_s_layout
 def test_unknown_precision_is_a_user_error():
     with pytest.raises(speed.UserError, match="unknown precision"):
         speed.choose("resnet50", True, CPU, precision="fp8")
+
+
+def test_folding_the_batch_norms_keeps_the_outputs_and_leaves_the_model_untouched():
+    torch.manual_seed(0)
+    model = ResNet50().eval()
+    for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics of a trained model
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.uniform_(0.5, 1.5)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    folded = speed.fold_batch_norms(model)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) == 0  # all 53 follow a convolution
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 53
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected, got = model(x), folded(x)
+    # float32 rounding of a weight scaled once per layer, through ~50 layers: 1e-3 of the logits' size (as above)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-3 * expected.abs().max().item())
+
+
+def test_a_batch_norm_that_does_not_follow_a_convolution_stays():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.BatchNorm2d(4)).eval()
+    assert isinstance(speed.fold_batch_norms(model)[2], torch.nn.BatchNorm2d)

@@ -159,7 +159,8 @@ def test_the_readme_says_why_each_python_file_is_there(handout):
     assert sorted(listed) == sorted(p.relative_to(handout).as_posix() for p in handout.rglob("*.py"))
     assert sorted(listed) == sorted(build.python_files()) == sorted(build.ROLES)  # and no line for a file it lacks
     assert "- `resnet.py`: **the assignment**" in readme
-    assert "- `course/assignment.py`: the blanks, sizes and hints `check.py` checks with; how it reads your file" in readme
+    assert "- `course/assignment.py`: the blanks, sizes and hints `check.py` checks with; how it reads your file" \
+        in readme
 
 
 def test_a_python_file_without_a_line_stops_the_build(tmp_path, monkeypatch, capsys):
