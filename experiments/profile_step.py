@@ -23,7 +23,8 @@ from course.loops import MOMENTUM, train_one_epoch
 KINDS = (
     ("convolution", ("convolution", "conv2d")),
     ("batch-norm", ("batch_norm",)),
-    ("ReLU", ("relu", "threshold")),
+    ("ReLU", ("relu", "threshold", "clamp_min")),
+    ("pooling", ("pool",)),
     ("matmul (1x1 convs, fc)", ("addmm", "mm", "linear", "matmul", "bmm")),
     ("optimizer (SGD)", ("_foreach", "sgd", "zero_")),
     ("loss", ("cross_entropy", "log_softmax", "nll_loss")),

@@ -78,6 +78,7 @@ def cmd_skeleton(args: argparse.Namespace) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     """Grade one file (full report) or a cohort (a listing). Ctrl-C writes what was graded; --resume finishes it."""
     from grading.batch import cost, grade_all
+    from grading.cohort import flag_similar, summary_lines, write_summary_png
     from grading.intake import find_submissions
     from grading.report import NOT_GRADED_YET, listing, report
 
@@ -111,7 +112,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         options.reference.close()
     if cohort and grades:
-        print("\n".join(listing(grades)), flush=True)
+        flagged = flag_similar(grades)  # before the listing: the flags show there, in the CSV and in results.json
+        print("\n".join(listing(grades) + [""] + summary_lines(grades)), flush=True)
+        picture = write_summary_png(grades, Path(args.csv).with_suffix(".summary.png")) if args.csv else None
+        print(f"{flagged} submission(s) flagged as similar to another" + (f"; summary drawn in {picture}"
+                                                                          if picture else ""), file=sys.stderr)
         print(f"{intake.summary()}; {cost(grades, options, time.perf_counter() - started, args.jobs)}",
               file=sys.stderr)
     if failures:

@@ -21,7 +21,6 @@ import signal
 import sys
 import tempfile
 import traceback
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 HERE = Path.cwd()  # the job's files, read-only (main() sets it from the command line)
@@ -96,29 +95,34 @@ def import_file(path: Path):
     return module
 
 
-def read_junit(path: Path) -> dict[str, list]:
-    """Test name -> [passed, first line of the failure message], from a pytest --junitxml report."""
-    results = {}
-    for case in ET.parse(path).iter("testcase"):
-        failure = next((child for child in case if child.tag in ("failure", "error")), None)
-        if failure is None:
-            results.setdefault(case.get("name"), [True, ""])
-        else:
-            message = (failure.get("message") or failure.tag).strip().splitlines()[0]
-            if message.startswith("failed on setup with "):
-                message = message.removeprefix("failed on setup with ").strip('"')
-            results[case.get("name")] = [False, message[:200]]
-    return results
+class TestOutcomes:
+    """A pytest plugin that keeps each test's outcome in memory: no report file is written or read back."""
+
+    def __init__(self):
+        self.results: dict[str, list] = {}  # test name -> [passed, first line of the failure message]
+
+    def pytest_runtest_logreport(self, report) -> None:
+        name = report.nodeid.split("::")[-1]
+        if report.failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            lines = str(crash.message if crash else report.longrepr).strip().splitlines() or [report.when]
+            self.results[name] = [False, lines[0][:200]]
+        else:  # passed or skipped, in any phase: a later failure of the same test overrides it
+            self.results.setdefault(name, [True, ""])
+
+
+def run_pytest(args: list[str]) -> dict[str, list]:
+    """Test name -> [passed, first line of the failure message], for a pytest run in this process."""
+    import pytest
+
+    outcomes = TestOutcomes()
+    pytest.main([*args, "-q", "-p", "no:cacheprovider"], plugins=[outcomes])
+    return outcomes.results
 
 
 def run_tests(name: str) -> dict[str, list]:
     """The per-layer tests on the module imported as `resnet` (tests/conftest.py hands it to them)."""
-    import pytest
-
-    report = Path.cwd() / f"{name}-tests.xml"
-    pytest.main([str(HERE / "tests" / "test_resnet.py"), "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-                 f"--rootdir={HERE}", "-c", str(HERE / "pytest.ini")])
-    return read_junit(report) if report.is_file() else {}
+    return run_pytest([str(HERE / "tests" / "test_resnet.py"), f"--rootdir={HERE}", "-c", str(HERE / "pytest.ini")])
 
 
 def work(job: dict, seed: int) -> dict:
