@@ -125,22 +125,45 @@ def run_tests(name: str) -> dict[str, list]:
     return run_pytest([str(HERE / "tests" / "test_resnet.py"), f"--rootdir={HERE}", "-c", str(HERE / "pytest.ini")])
 
 
+def count_threads_started() -> list[int]:
+    """From now on, count the threads Python code starts in this process (through threading or _thread)."""
+    import _thread
+    import threading
+
+    started, start_new_thread = [0], _thread.start_new_thread
+
+    def counted(*args, **kwargs):
+        started[0] += 1
+        return start_new_thread(*args, **kwargs)
+
+    _thread.start_new_thread = threading._start_new_thread = counted
+    return started
+
+
 def work(job: dict, seed: int) -> dict:
-    """One job, in the child: import the file, run its tests, fingerprint what its blanks build."""
+    """One job, in the child: import the file, run its tests, fingerprint what its blanks build.
+
+    A file that starts threads of its own is not graded: what they do (fill the memory, say) runs beside the
+    tests and probes, so its grade would depend on their timing and change from run to run."""
     import fingerprint
     import torch
 
     torch.set_num_threads(1)
+    threads = count_threads_started()
     path = HERE / job["file"]
     try:
         module = import_file(path)
     except BaseException as exc:  # noqa: BLE001 - whatever the file does is a result
-        return {"problem": describe(exc, path)}
-    result = {}
-    if job.get("tests"):
-        result["tests"] = run_tests(job["name"])
-    if job.get("probes"):
-        result["probes"] = fingerprint.probe_all(module, job["probes"], seed)
+        result = {"problem": describe(exc, path)}
+    else:
+        result = {}
+        if job.get("tests"):
+            result["tests"] = run_tests(job["name"])
+        if job.get("probes"):
+            result["probes"] = fingerprint.probe_all(module, job["probes"], seed)
+    if threads[0]:
+        return {"problem": f"{UNGRADED}it started {threads[0]} thread(s) of its own, which run beside the grading: "
+                           "its grade would change from run to run"}
     return result
 
 

@@ -67,6 +67,17 @@ if _fingerprint:
     _fingerprint.probe_all = lambda *args, **kwargs: {"fc": 5}
 json.dumps = lambda *args, **kwargs: '{"tests": {"forged": [true, 1]}, "probes": {"fc": 5}}'
 """),
+        "hogs_memory_in_a_thread": at_import("""
+import threading
+def _hog():
+    _blocks = []
+    try:
+        while True:
+            _blocks.append(bytearray(2**26))
+    except MemoryError:
+        pass
+threading.Thread(target=_hog, daemon=True).start()
+"""),
         "oversized_answers": at_import("""
 import json
 json.dumps = lambda *args, **kwargs: '{"tests": {"x": [true, "' + 'x' * 2**25 + '"]}}'
@@ -129,6 +140,12 @@ def test_no_host_file_reaches_a_result(hostile):
     done, rows, results, token = hostile
     ungraded(rows, "links_its_output")
     assert token not in done.stdout + done.stderr + json.dumps(rows) + json.dumps(results)
+
+
+@needs_bwrap
+def test_a_thread_that_fills_the_memory_beside_the_grading_is_not_graded(hostile):
+    _, rows, _, _ = hostile  # whether it met the tests or not would change from run to run: it is refused each time
+    assert "started 1 thread(s) of its own" in ungraded(rows, "hogs_memory_in_a_thread")
 
 
 @needs_bwrap
