@@ -3,9 +3,10 @@
 Similarity rule: each blank's answer is reduced to its syntax tree with every name replaced by its order of first
 appearance in that blank (`x`, `out`, `h` -> n0, n1, n2; attributes such as `.Conv2d` kept), so names,
 comments, blank lines and formatting do not count. Submissions are flagged together when every blank reduces to
-the same tree AND at least one of those blanks lost points without being left untouched: right answers look alike
-for everyone, a shared mistake does not. A blank Python cannot parse on its own is compared as its text without
-comments and spaces.
+the same tree, AT LEAST TWO of those blanks differ from the reference's answer (and are not left untouched), and
+the group is small: at most 5 % of the cohort (at least 2). Right answers look alike for everyone, and one common
+mistake made by many is a common mistake; the same two unusual answers in a few files are worth a look. A blank
+Python cannot parse on its own is compared as its text without comments and spaces.
 
 The summary: each blank's share of students with full marks, the score's histogram in tenths of the maximum;
 printed after the listing, and drawn as a PNG beside the CSV.
@@ -51,14 +52,18 @@ def shape_of(lines: list[str]) -> str:
 
 
 def similar_groups(grades: list[Grade]) -> list[list[str]]:
-    """Groups of students whose blanks are the same up to names, comments and formatting, with a shared mistake."""
+    """Groups of students whose blanks are alike by the module's rule."""
     groups = defaultdict(list)
     for grade in grades:
         if grade.problem or any(b.answer is None for b in grade.blanks):
             continue
-        if any(b.points < b.max_points and not untouched(b.answer) for b in grade.blanks):
-            groups[tuple(shape_of(b.answer) for b in grade.blanks)].append(grade.student)
-    return [students for students in groups.values() if len(students) > 1]
+        shapes = tuple(shape_of(b.answer) for b in grade.blanks)
+        unusual = [b for b, shape in zip(grade.blanks, shapes, strict=True) if not untouched(b.answer)
+                   and shape != shape_of(b.reference)]
+        if len(unusual) >= 2:
+            groups[shapes].append(grade.student)
+    largest = max(2, len(grades) // 20)
+    return [students for students in groups.values() if 2 <= len(students) <= largest]
 
 
 def flag_similar(grades: list[Grade]) -> int:
@@ -71,7 +76,7 @@ def flag_similar(grades: list[Grade]) -> int:
             more = f" and {len(others) - 5} more" if len(others) > 5 else ""
             by_student[student].review.append(
                 f"similar to {', '.join(others[:5])}{more}: the same blanks up to names, comments and formatting, "
-                "with the same mistake (the rule: docs/grading.md)")
+                "two or more of them unlike the reference's (the rule: docs/grading.md)")
             flagged += 1
     return flagged
 
@@ -87,7 +92,8 @@ def summary_lines(grades: list[Grade]) -> list[str]:
         lines.append(f"  {blank.id:<17} {100 * full / len(graded):5.1f} %  ({full}/{len(graded)})")
     counts = histogram(graded)
     lines.append(f"Scores, in tenths of the {graded[0].max_total} points:")
-    lines += [f"  {tenth:>9} {'#' * count} {count}" for tenth, count in counts.items()]
+    scale = max(1, -(-max(counts.values()) // 50))  # bars of at most 50 characters
+    lines += [f"  {tenth:>9} {'#' * -(-count // scale)} {count}" for tenth, count in counts.items()]
     return lines
 
 

@@ -23,6 +23,7 @@ from grading.markers import fill_blanks, make_skeleton
 REFERENCE = (ROOT / "resnet.py").read_text(encoding="utf-8")
 ACCURACY = re.compile(r"^Accuracy of the model on the .* images: .*%$", re.MULTILINE)
 MAX_PYTHON_FILES, MAX_PYTHON_LINES = 10, 1_500  # outside tests/: what a student may have to look through
+MAX_FILE_LINES = 300  # issue 32: no file a student sees is longer
 
 
 def main_py(folder: Path, data: Path, checkpoint: Path) -> subprocess.CompletedProcess:
@@ -170,13 +171,25 @@ def test_a_python_file_without_a_line_stops_the_build(tmp_path, monkeypatch, cap
     assert not (tmp_path / "handout").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 32 item 3 not done yet: the handout's modules hold ~2,030 "
-                   "lines, the limit is 1,500 (check.py 389, utils.py 301, course/speed.py 281): needs a decision")
-def test_the_handout_stays_small(handout):
-    """At most MAX_PYTHON_FILES Python files, of MAX_PYTHON_LINES lines in all, outside tests/."""
-    lines = {name: len((handout / name).read_text(encoding="utf-8").splitlines())
-             for name in files_of(handout) if name.endswith(".py") and not name.startswith("tests/")}
+def python_lines(handout: Path) -> dict[str, int]:
+    """Lines of each Python file of the handout outside tests/."""
+    return {name: len((handout / name).read_text(encoding="utf-8").splitlines())
+            for name in files_of(handout) if name.endswith(".py") and not name.startswith("tests/")}
+
+
+def test_the_handout_has_few_files_none_of_them_long(handout):
+    """At most MAX_PYTHON_FILES Python files outside tests/, none over MAX_FILE_LINES lines."""
+    lines = python_lines(handout)
     assert len(lines) <= MAX_PYTHON_FILES, f"{len(lines)} Python files: {sorted(lines)}"
+    assert max(lines.values()) <= MAX_FILE_LINES, lines
+
+
+@pytest.mark.xfail(strict=True, reason="issue 32 item 3, blocked on its author's decision: the handout's 10 files "
+                   "hold 1,924 lines (1,201 of code), each <= 300; the limit of 1,500 would cost features other "
+                   "issues asked for")
+def test_the_handout_stays_small(handout):
+    """MAX_PYTHON_LINES lines in all outside tests/."""
+    lines = python_lines(handout)
     assert sum(lines.values()) <= MAX_PYTHON_LINES, f"{sum(lines.values())} lines: {lines}"
 
 
