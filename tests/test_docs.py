@@ -42,7 +42,8 @@ SCRIPTS = sorted((ROOT / "tools").glob("*.sh"))
 
 # The commands the documentation may show, as `python X.py` (a script at the top level) or `python -m X`.
 ENTRY_POINTS = ("main", "train", "check", "prepare_data", "grade", "experiments.reports", "experiments.bench",
-                "experiments.bench_compile", "tools.train_teacher")
+                "experiments.bench_compile", "experiments.course_loop", "experiments.profile_step",
+                "experiments.grading_cohort", "tools.train_teacher")
 PACKAGES = ("course", "experiments", "grading", "tools", "tests")  # folders of the project's modules (tests last)
 NOT_IN_GIT = ("data/", "runs/")  # made by the commands themselves (data/README.md is the exception)
 
