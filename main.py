@@ -168,9 +168,8 @@ def main(argv=None) -> int | None:
                             config=choice.config)
     choice = speed.choose(args.model, False, device, args.precision)
     print(choice.line(), flush=True)
-    model = speed.prepare(model, device, choice.config)
     test_batches.channels_last = choice.config.channels_last
-    accuracy = evaluate(model, test_batches, device, choice.config).accuracy
+    accuracy = evaluate(model, test_batches, device, choice.config).accuracy  # on a copy prepared for choice
     print(accuracy_line(accuracy, "test"), flush=True)
 
     saved = out_path

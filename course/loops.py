@@ -129,7 +129,8 @@ class Evaluation:
 def evaluate(model, batches, device, config: speed.Config = speed.COURSE_WAY, criterion=None,
              fold: bool = True) -> Evaluation:
     """Accuracy, loss and predictions of `model` on `batches`, in order. Prints nothing. `fold`: run an
-    inference-only copy with the batch-norms folded into the convolutions (faster; the model is untouched)."""
+    inference-only copy with the batch-norms folded into the convolutions, prepared for `config` (faster; the
+    model is untouched); without it, `model` must already be prepared for `config`."""
     model.eval()
     if fold:
         model = speed.prepare(speed.fold_batch_norms(model), device, config)

@@ -127,7 +127,7 @@ def predict(model: torch.nn.Module, arch: str, classes: tuple[str, ...], images:
     choice = speed.choose(arch, False, device, precision)
     batches = utils.Batches(images, labels, loops.EVAL_BATCH_SIZE, device, train=False)
     batches.channels_last = choice.config.channels_last
-    return loops.evaluate(speed.prepare(model, device, choice.config), batches, device, choice.config).predictions
+    return loops.evaluate(model, batches, device, choice.config).predictions  # a copy, prepared for the choice
 
 
 def write_run_figures(run: Path, data_dir: str | None, device_name: str | None, precision: str = "auto") -> list[Path]:

@@ -54,12 +54,13 @@ def shape_of(lines: list[str]) -> str:
 def similar_groups(grades: list[Grade]) -> list[list[str]]:
     """Groups of students whose blanks are alike by the module's rule."""
     groups = defaultdict(list)
+    reference = {b.id: shape_of(b.reference) for b in grades[0].blanks} if grades else {}  # the same for all
     for grade in grades:
         if grade.problem or any(b.answer is None for b in grade.blanks):
             continue
         shapes = tuple(shape_of(b.answer) for b in grade.blanks)
         unusual = [b for b, shape in zip(grade.blanks, shapes, strict=True) if not untouched(b.answer)
-                   and shape != shape_of(b.reference)]
+                   and shape != reference[b.id]]
         if len(unusual) >= 2:
             groups[shapes].append(grade.student)
     largest = max(2, len(grades) // 20)
@@ -87,14 +88,19 @@ def summary_lines(grades: list[Grade]) -> list[str]:
     if not graded:
         return []
     lines = [f"Cohort summary ({len(graded)} submissions): full marks per blank"]
-    for i, blank in enumerate(graded[0].blanks):
-        full = sum(g.blanks[i].points == g.blanks[i].max_points for g in graded)
-        lines.append(f"  {blank.id:<17} {100 * full / len(graded):5.1f} %  ({full}/{len(graded)})")
+    lines += [f"  {blank:<17} {100 * full / len(graded):5.1f} %  ({full}/{len(graded)})"
+              for blank, full in full_marks(graded).items()]
     counts = histogram(graded)
     lines.append(f"Scores, in tenths of the {graded[0].max_total} points:")
     scale = max(1, -(-max(counts.values()) // 50))  # bars of at most 50 characters
     lines += [f"  {tenth:>9} {'#' * -(-count // scale)} {count}" for tenth, count in counts.items()]
     return lines
+
+
+def full_marks(graded: list[Grade]) -> dict[str, int]:
+    """Each blank -> how many submissions earned its full points."""
+    return {b.id: sum(g.blanks[i].points == g.blanks[i].max_points for g in graded)
+            for i, b in enumerate(graded[0].blanks)}
 
 
 def histogram(graded: list[Grade]) -> dict[str, int]:
@@ -117,10 +123,8 @@ def write_summary_png(grades: list[Grade], path: Path) -> Path | None:
     except ImportError:
         return None
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    ids = [b.id for b in graded[0].blanks]
-    shares = [100 * sum(g.blanks[i].points == g.blanks[i].max_points for g in graded) / len(graded)
-              for i in range(len(ids))]
-    left.barh(ids[::-1], shares[::-1])
+    full = full_marks(graded)
+    left.barh(list(full)[::-1], [100 * count / len(graded) for count in full.values()][::-1])
     left.set(xlim=(0, 100), xlabel="% of submissions with full marks", title="Each blank")
     counts = histogram(graded)
     right.bar(list(counts), list(counts.values()))
