@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--classes", help=utils.CLASSES_HELP)
     parser.add_argument("--out", help="where to save the fine-tuned weights (default: a new "
                         "runs/<model>_finetuned_<date>-<time>.pt; never the pretrained file)")
-    parser.add_argument("--device", help=utils.DEVICE_HELP)
+    parser.add_argument("--device", help=speed.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed for shuffling and augmentation (default: 0)")
     return parser.parse_args(argv)
@@ -142,8 +142,8 @@ def save_or_rescue(path: Path, model: nn.Module, meta: dict) -> Path:
 def main(argv=None) -> int | None:
     args = parse_args(argv)
     started = time.perf_counter()
-    device = utils.pick_device(args.device)
-    utils.seed_everything(args.seed)
+    device = speed.pick_device(args.device)
+    speed.seed_everything(args.seed)
     classes = utils.parse_classes(args.classes)
     out_path = output_path(args)
     if not args.no_pretrained and out_path.resolve() == pretrained_path(args).resolve():

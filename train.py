@@ -80,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "half-precision weights, no optimizer state and its convolutions scaled up so that Adam "
                         "cannot wreck them (the shipped checkpoint), after checking its validation accuracy is "
                         "unchanged; --out/best.pt may be a shipped file, to export it again")
-    parser.add_argument("--device", help=utils.DEVICE_HELP)
+    parser.add_argument("--device", help=speed.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP +
                         "; part of the recipe: with --resume, auto keeps the run's own and fp32 or bf16 switches the "
                         "run to it from the next epoch on (the history records the switch)")
@@ -150,7 +150,7 @@ def load_train_split(args, classes, device, config: speed.Config):
 
 def starting_model(args, classes) -> tuple[nn.Module, list[dict]]:
     """Random weights, or --init's; and the training stages behind them, so the metadata tells the whole story."""
-    utils.seed_everything(args.seed)
+    speed.seed_everything(args.seed)
     model = models.build_model(args.model, len(classes))
     # No zero-initialised last batch-norm (Goyal et al.) here: in this assignment a ReLU follows it,
     # and ReLU'(0) = 0 would leave every residual branch at zero for good.

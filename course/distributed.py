@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 import utils
+from course import speed
 from course.cli import UserError
 
 
@@ -53,8 +54,8 @@ def launcher() -> str:
 
 
 def rank_device(name: str | None) -> torch.device:
-    """utils.pick_device's choice; under torchrun on CUDA, the GPU of this process's LOCAL_RANK (one GPU a rank)."""
-    device = utils.pick_device(name)
+    """speed.pick_device's choice; under torchrun on CUDA, the GPU of this process's LOCAL_RANK (one GPU a rank)."""
+    device = speed.pick_device(name)
     if not launched() or device.type != "cuda":
         return device
     if device.index is not None and int(os.environ["WORLD_SIZE"]) > 1:

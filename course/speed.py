@@ -1,4 +1,4 @@
-"""The fastest way to run a model on the machine at hand: precision, memory layout, 1x1 convolutions.
+"""The device, its seeds, and the fastest way to run a model on it: precision, memory layout, 1x1 convolutions.
 
 What is fastest differs from CPU to CPU (bf16 autocast is twice as fast on a CPU with AVX512_BF16 or AMX,
 and 5 to 20 times slower on one without) and between training and evaluation. `choose` decides by rules
@@ -14,8 +14,10 @@ None of this changes what the model computes beyond float rounding: `fp32` means
 import copy
 import functools
 import platform
+import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -27,6 +29,7 @@ from course.cli import UserError
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_HELP = ("auto (default): bf16 autocast where the hardware computes bf16 natively (CPU: AVX512_BF16 or "
                   "AMX; GPU: Ampere or later), else fp32; fp32: no reduced precision anywhere; bf16: bf16 autocast")
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda, then mps, then cpu)"
 MEASURED_CPUS = ("x86_64", "AMD64")  # the rules below come from x86 CPUs; others keep the course's layout
 
 
@@ -103,6 +106,34 @@ def autocast(device: torch.device, config: Config):
 
 
 # ------------------------------------------------------------------ the rules
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The requested device, else cuda, then mps, then cpu."""
+    if name:
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise UserError(f"unknown device '{name}': use cpu, cuda, cuda:1 or mps.") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here. "
+                            "Leave --device out to use the best device available.")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise UserError(f"--device {name} was asked for, but MPS is not available here. "
+                            "Leave --device out to use the best device available.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
 
 def native_bf16(device: torch.device) -> bool:
     """Whether the hardware computes in bf16 natively (CPU: AVX512_BF16 or AMX; GPU: Ampere or later)."""

@@ -75,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  ("--repeats", 3, "repeats of each measurement; the median is reported"),
                                  ("--eval-images", 3000, "images per evaluation repeat")):
         parser.add_argument(flag, type=cli.positive_int, default=default, help=f"{words} (default: {default})")
-    parser.add_argument("--device", help=utils.DEVICE_HELP)
+    parser.add_argument("--device", help=speed.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
     parser.add_argument("--candidates", action="store_true",
                         help="instead of the course's way against the chosen path: time every configuration "
@@ -121,10 +121,10 @@ def accuracy_check(args, device) -> None:
           f"{train_choice.line()}\n{eval_choice.line()}", flush=True)
     accuracy = {"fp32": [], "chosen": []}
     for seed in range(args.check_seeds):
-        utils.seed_everything(seed)
+        speed.seed_everything(seed)
         initial = models.build_model(args.model, len(classes)).state_dict()
         for path in accuracy:
-            utils.seed_everything(seed)
+            speed.seed_everything(seed)
             model = models.build_model(args.model, len(classes))
             model.load_state_dict(initial)
             if path == "fp32":  # the course's way: fp32 NCHW, PIL transforms, DataLoader
@@ -192,8 +192,8 @@ def time_candidates(args, device, images, labels, train_pick: speed.Config, eval
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    device = utils.pick_device(args.device)
-    utils.seed_everything(0)
+    device = speed.pick_device(args.device)
+    speed.seed_everything(0)
     if args.accuracy_check:
         return accuracy_check(args, device)
     name = speed.device_name(device)

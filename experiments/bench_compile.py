@@ -76,7 +76,7 @@ def time_steps(args, compiled: bool, device) -> tuple[float, float]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    device = utils.pick_device()
+    device = speed.pick_device()
     steps_per_epoch = -(-args.epoch_images // args.batch_size)
     print(f"torch.compile check: {args.model}, {'evaluation' if args.evaluation else 'training'}, "
           f"batch {args.batch_size}, {speed.device_name(device)}, "

@@ -26,8 +26,8 @@ def main(argv=None) -> None:
     parser.add_argument("--model", choices=list(models.MODELS), default="resnet50", help="default: resnet50")
     parser.add_argument("--batch-size", type=cli.positive_int, default=100, help="default: 100, as the course")
     args = parser.parse_args(argv)
-    device = utils.pick_device()
-    utils.seed_everything(0)
+    device = speed.pick_device()
+    speed.seed_everything(0)
     classes = utils.CIFAR10_CLASSES
     train_data = course_loader(*utils.load_data("train", args.data_dir, classes), args.batch_size, device, True)
     test_data = course_loader(*utils.load_data("test", args.data_dir, classes), EVAL_BATCH_SIZE, device, False)

@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     parser.add_argument("--top", type=cli.positive_int, default=15, help="operators listed (default: 15)")
     args = parser.parse_args(argv)
     device = torch.device("cpu")
-    utils.seed_everything(0)
+    speed.seed_everything(0)
     choice = speed.choose(args.model, True, device, args.precision)
     print(f"{speed.device_name(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}\n"
           f"{choice.line()}", flush=True)

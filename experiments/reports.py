@@ -47,7 +47,7 @@ GRID_SIZE = 32  # validation images shown in predictions.png
 
 def describe_device(name: str | None) -> str:
     """The device a run uses, in words: 'cpu (2 threads)' or the GPU's name."""
-    device = utils.pick_device(name)
+    device = speed.pick_device(name)
     if device.type == "cuda":
         words = f"cuda ({torch.cuda.get_device_name(device)})"
     else:
@@ -151,7 +151,7 @@ def write_run_figures(run: Path, data_dir: str | None, device_name: str | None, 
     images, labels = load_train(data_dir, classes)
     index = utils.validation_indices(labels, recipe["val_per_class"], recipe["split_seed"])
     images, labels = images[index], labels[index]
-    device = utils.pick_device(device_name)
+    device = speed.pick_device(device_name)
     predictions = predict(model, arch, classes, images, labels, device, precision)
     accuracy = 100.0 * (predictions == labels).float().mean().item()
     if abs(accuracy - state["accuracy"]) > 0.5:
@@ -303,7 +303,7 @@ def add_common(parser: argparse.ArgumentParser, epochs_help: str, out: str) -> N
     parser.add_argument("--data-dir", help="offline CIFAR-10: DIR/cifar-10-batches-py or DIR/train/<class>/ "
                         "(default: download into data/)")
     parser.add_argument("--out", help=f"folder for the runs, figures and results.md (default: {out})")
-    parser.add_argument("--device", help=utils.DEVICE_HELP)
+    parser.add_argument("--device", help=speed.DEVICE_HELP)
     parser.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
 
 
@@ -352,7 +352,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "e.g. runs/three-class/vgg16-course")
     p.add_argument("--data-dir",
                    help="the --data-dir the run was trained with (its validation split is re-made from it)")
-    p.add_argument("--device", help=utils.DEVICE_HELP)
+    p.add_argument("--device", help=speed.DEVICE_HELP)
     p.add_argument("--precision", choices=speed.PRECISIONS, default="auto", help=speed.PRECISION_HELP)
     p.set_defaults(handler=figures)
     return parser.parse_args(argv)

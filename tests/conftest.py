@@ -1,5 +1,6 @@
 """Shared fixtures. `--impl FILE` runs the per-layer tests against another resnet.py (a student's)."""
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,13 @@ sys.path.insert(0, str(ROOT))
 def pytest_addoption(parser):
     parser.addoption("--impl", default=str(ROOT / "resnet.py"),
                      help="resnet.py implementation to test (default: the reference in the project root)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_folder(tmp_path_factory):
+    """Decoded-image caches (utils.image_cache) go to a folder of this test run, for the processes it starts too:
+    never the user's ~/.cache, and never a cache an earlier run left."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
 
 
 def load_module(path, name: str = "impl_under_test"):

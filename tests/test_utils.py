@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from conftest import make_image_folder, make_torchvision_copy
 
 import utils
@@ -19,6 +20,84 @@ def test_image_folder_keeps_cifar_label_order(tmp_path):
     make_image_folder(tmp_path, {"train": 3}, classes=("ship", "bird"))
     _, labels = utils.load_split("train", tmp_path)
     assert sorted(set(labels.tolist())) == [2, 8]
+
+
+def decoded_fresh(folder):
+    """The folder's images and labels decoded from the files, bypassing the cache."""
+    items = utils.list_image_folder(folder)
+    return np.stack([utils.read_image(path) for path, _ in items]), np.asarray([label for _, label in items])
+
+
+def cache_files(cache_home):
+    return sorted((cache_home / "resnet50-cifar10" / "images").iterdir())
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    """An empty cache folder of the test's own (XDG_CACHE_HOME)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_second_read_of_an_image_folder_comes_from_the_cache(tmp_path, cache_home, monkeypatch):
+    make_image_folder(tmp_path / "data", {"train": 3})
+    first = utils.load_split("train", tmp_path / "data")
+    assert len(cache_files(cache_home)) == 1
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} was decoded again")
+
+    monkeypatch.setattr(utils, "read_image", no_decoding)
+    second = utils.load_split("train", tmp_path / "data")
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+def test_a_changed_added_or_removed_image_is_noticed(tmp_path, cache_home):
+    folder = make_image_folder(tmp_path / "data", {"train": 3}) / "train"
+    utils.load_split("train", folder.parent)
+    changed = folder / "cat" / "0001.png"
+    Image.fromarray(np.full((32, 32, 3), 7, dtype=np.uint8)).save(changed)
+    images, labels = utils.load_split("train", folder.parent)
+    assert np.array_equal(images, decoded_fresh(folder)[0]) and (images == 7).all(axis=(1, 2, 3)).sum() == 1
+    Image.fromarray(np.full((32, 32, 3), 9, dtype=np.uint8)).save(folder / "dog" / "0003.png")
+    images, labels = utils.load_split("train", folder.parent)
+    assert len(images) == 31 and (labels == 5).sum() == 4 and np.array_equal(images, decoded_fresh(folder)[0])
+    for path in (changed, folder / "dog" / "0003.png"):
+        path.unlink()
+    images, labels = utils.load_split("train", folder.parent)
+    assert len(images) == 29 and np.array_equal(images, decoded_fresh(folder)[0])
+    assert len(cache_files(cache_home)) == 1  # one cache file per folder, replaced, never piling up
+
+
+@pytest.mark.parametrize("damage", ["truncated", "one byte flipped", "not a cache at all"])
+def test_a_damaged_cache_is_rebuilt_never_believed(tmp_path, cache_home, damage):
+    folder = make_image_folder(tmp_path / "data", {"train": 3}) / "train"
+    utils.load_split("train", folder.parent)
+    [cache] = cache_files(cache_home)
+    data = bytearray(cache.read_bytes())
+    if damage == "one byte flipped":  # inside the images' pixels
+        data[len(data) // 2] ^= 0xFF
+    cache.write_bytes(data[:len(data) // 2] if damage == "truncated" else
+                      b"not a zip file" if damage == "not a cache at all" else data)
+    images, labels = utils.load_split("train", folder.parent)
+    expected = decoded_fresh(folder)
+    assert np.array_equal(images, expected[0]) and np.array_equal(labels, expected[1])
+    assert cache_files(cache_home) == [cache] and len(cache.read_bytes()) == len(data)  # rebuilt whole
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_the_decoding(tmp_path, monkeypatch):
+    folder = make_image_folder(tmp_path / "data", {"train": 2}) / "train"
+    (tmp_path / "a file").write_text("")  # XDG_CACHE_HOME/... cannot be made below a file
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a file"))
+    assert np.array_equal(utils.load_split("train", folder.parent)[0], decoded_fresh(folder)[0])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "full disk"))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    assert np.array_equal(utils.load_split("train", folder.parent)[0], decoded_fresh(folder)[0])
+    assert list((tmp_path / "full disk" / "resnet50-cifar10" / "images").iterdir()) == []  # no half-written file
 
 
 def test_torchvision_copy(tmp_path):

@@ -81,8 +81,10 @@ def two_rank_runs(tiny_data, tmp_path_factory) -> dict:
     of interruption: one launch fewer than a separate run for the failing rank."""
     out = tmp_path_factory.mktemp("ddp")
     flags = ("--epochs", "2", "--cutout", "8", "--ema", "0.9", "--lr", "0.05")
-    straight = ran(launch(2, tiny_run(tiny_data, out / "straight", *flags)))
-    killed = launch(2, tiny_run(tiny_data, out / "resumed", *flags), "--kill-at-epoch", "2")
+    straight, killed = side_by_side(
+        lambda: launch(2, tiny_run(tiny_data, out / "straight", *flags)),
+        lambda: launch(2, tiny_run(tiny_data, out / "resumed", *flags), "--kill-at-epoch", "2"))
+    ran(straight)  # independent runs: side by side, each one's imports and rendezvous overlap the other's work
     failed = launch(2, tiny_run(tiny_data, out / "resumed", *flags, "--resume"), "--fail-on-rank-1-at-epoch", "2")
     resumed = ran(launch(2, tiny_run(tiny_data, out / "resumed", *flags, "--resume")))
     return {"out": out, "straight": straight, "killed": killed, "failed": failed, "resumed": resumed,
