@@ -91,23 +91,26 @@ def image_cache(folder: Path, items: list[tuple[Path, int]]) -> tuple[Path, str]
     return home / "resnet50-cifar10" / "images" / f"{name}.npz", key.hexdigest()
 
 
-def _read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Decode folder/<class>/* into uint8 images (N, 32, 32, 3) and CIFAR-10 labels, or load them from the cache."""
+def _read_image_folder(folder: Path, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Decode folder/<class>/* into uint8 images (N, 32, 32, 3) and CIFAR-10 labels, or load them from the cache
+    (cache=False: neither read nor write it)."""
     items = list_image_folder(folder)
-    cache, key = image_cache(folder, items)
-    try:  # a cache made from other images, or a damaged one (np.load checks each array's CRC-32), is not believed
-        with np.load(cache, allow_pickle=False) as saved:
-            if saved["key"] == key:
-                return saved["images"], saved["labels"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        pass
+    place, key = image_cache(folder, items)
+    if cache:
+        try:  # a cache of other images, or a damaged one (np.load checks each array's CRC-32), is not believed
+            with np.load(place, allow_pickle=False) as saved:
+                if saved["key"] == key:
+                    return saved["images"], saved["labels"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass
     images = np.stack([read_image(path) for path, _ in items])
     labels = np.asarray([label for _, label in items], dtype=np.int64)
-    try:
-        with atomic_file(cache) as f:
-            np.savez(f, images=images, labels=labels, key=key)
-    except OSError:  # a read-only or full cache folder only costs the decoding, next time too
-        pass
+    if cache:
+        try:
+            with atomic_file(place) as f:
+                np.savez(f, images=images, labels=labels, key=key)
+        except OSError:  # a read-only or full cache folder only costs the decoding, next time too
+            pass
     return images, labels
 
 
@@ -171,7 +174,7 @@ def _download(root: Path) -> None:
         raise UserError(f"could not download CIFAR-10 into {root} ({error}). {offline}") from None
 
 
-def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_split(split: str, data_dir: str | Path | None = None, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """All images of CIFAR-10's 'train' or 'test' split as (uint8 N x 32 x 32 x 3, labels).
 
     Without data_dir, torchvision downloads CIFAR-10 into data/. With it, data_dir
@@ -185,7 +188,7 @@ def load_split(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarr
     if (root / "cifar-10-batches-py").is_dir():
         return _read_batches(root / "cifar-10-batches-py", split == "train")
     if (root / split).is_dir():
-        return _read_image_folder(root / split)
+        return _read_image_folder(root / split, cache)
     raise UserError(f"no CIFAR-10 '{split}' split found in {root}: expected {root / 'cifar-10-batches-py'} "
                     f"(torchvision format) or {root / split}/<class>/ image folders. Check --data-dir.")
 
@@ -205,9 +208,9 @@ def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, to
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
 
 
-def load_data(split: str, data_dir, classes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split, restricted to `classes`, as uint8 image and int64 label tensors."""
-    images, labels = select_classes(*load_split(split, data_dir), classes)
+def load_data(split: str, data_dir, classes: tuple[str, ...], cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split, restricted to `classes`, as uint8 image and int64 label tensors (cache: see _read_image_folder)."""
+    images, labels = select_classes(*load_split(split, data_dir, cache), classes)
     if len(labels) == 0:
         raise UserError(f"the {split} split has no images of {', '.join(classes)}.")
     return to_tensors(images, labels)

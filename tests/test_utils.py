@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from conftest import make_image_folder, make_torchvision_copy
+from PIL import Image
 
 import utils
 from course import models
@@ -41,6 +41,8 @@ def cache_home(tmp_path, monkeypatch):
 
 def test_a_second_read_of_an_image_folder_comes_from_the_cache(tmp_path, cache_home, monkeypatch):
     make_image_folder(tmp_path / "data", {"train": 3})
+    utils.load_split("train", tmp_path / "data", cache=False)  # the course's loop, as a baseline: no cache
+    assert not cache_home.exists()
     first = utils.load_split("train", tmp_path / "data")
     assert len(cache_files(cache_home)) == 1
 
