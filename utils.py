@@ -7,7 +7,6 @@ operations on the training device, and normalizes. No per-image PIL work in
 the training loop, which on a 2-core CPU would steal time from the model.
 """
 import hashlib
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course.cli import UserError, atomic_file
+from course.cli import UserError, atomic_file, user_cache
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -86,9 +85,8 @@ def image_cache(folder: Path, items: list[tuple[Path, int]]) -> tuple[Path, str]
     for path, label in items:
         stat = path.stat()
         key.update(f"{path.name}/{label}/{stat.st_size}/{stat.st_mtime_ns}\n".encode())
-    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     name = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]  # one file per folder, replaced
-    return home / "resnet50-cifar10" / "images" / f"{name}.npz", key.hexdigest()
+    return user_cache("images", f"{name}.npz"), key.hexdigest()
 
 
 def _read_image_folder(folder: Path, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:

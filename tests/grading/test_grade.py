@@ -319,3 +319,28 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, argv, message):
     assert run_grade(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_a_reference_that_built_is_not_built_again_and_a_broken_one_stops_the_batch(tmp_path, monkeypatch):
+    from course.cli import UserError
+    from grading.reference import ReferenceAnswers
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ref = Reference.load()
+    first, again = ReferenceAnswers(ref), ReferenceAnswers(ref)
+    try:
+        first.check()
+        assert first.process is not None  # built every blank, in the reference's process
+        again.check()
+        assert again.process is None  # the mark of the first check: nothing built, no process started
+    finally:
+        first.close(), again.close()
+    broken = Reference.load()
+    broken.text += "\nraise RuntimeError('a TA broke the reference')\n"
+    answers = ReferenceAnswers(broken)
+    try:
+        with pytest.raises(UserError, match="building the reference's modules failed"):
+            answers.check()
+    finally:
+        answers.close()
+    assert len(list((tmp_path / "resnet50-cifar10" / "grader").iterdir())) == 1  # no mark for the broken one
