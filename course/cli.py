@@ -168,13 +168,13 @@ def write_atomically(path: str | Path, data: bytes | str) -> Path:
     return Path(path)
 
 
-# ----------------------------------------------------------------------- time
-
 def user_cache(*parts: str) -> Path:
     """A path in the project's part of the user's cache folder ($XDG_CACHE_HOME, else ~/.cache): kept between
     runs, safe to delete."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "resnet50-cifar10", *parts)
 
+
+# ----------------------------------------------------------------------- time
 
 def format_seconds(seconds: float) -> str:
     """3725 -> '1 h 02 min', 166 -> '2 min 46 s', 7.4 -> '7 s'."""
