@@ -38,9 +38,10 @@ def export_checkpoint(best_path: Path, target: Path, val_batches, device, config
         raise UserError(f"scaling up and half precision change the validation accuracy from {full:.2f} % to "
                         f"{half:.2f} %; not exported.")
     models.save_checkpoint(target, model, meta | {"shipped_accuracy": half}, half=True)  # the file's own accuracy
+    scaled = f"k = {min(factors):.0f} to {max(factors):.0f}" if factors else "none feeds a batch-norm: k = 1"
     print(f"Exported epoch {state['epoch']} to {target} ({target.stat().st_size / 1e6:.1f} MB): validation accuracy "
           f"{full:.2f} % with the run's float32 weights, {half:.2f} % after scaling the convolutions up "
-          f"(k = {min(factors):.0f} to {max(factors):.0f}) and the half-precision round trip (both computed in fp32)")
+          f"({scaled}) and the half-precision round trip (both computed in fp32)")
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:

@@ -12,9 +12,11 @@ from course import models, resume, speed
 
 def tiny_run(data, out, *extra):
     """A tiny run in fp32 (a later --precision wins): no test depends on whether the CPU has native bf16.
-    All but the EMA test (auto) also take fixed_speed: speed is not their subject."""
+    All but the EMA test (auto) also take fixed_speed: speed is not their subject. The small airbench net (a later
+    --model wins): the tests of resuming, exporting and recording test train.py, not a model; the first test runs
+    the ResNet-50."""
     return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu",
-            "--precision", "fp32", *extra]
+            "--precision", "fp32", "--model", "airbench", *extra]
 
 
 def interrupt_at_epoch(epoch: int, monkeypatch):
@@ -31,7 +33,7 @@ def interrupt_at_epoch(epoch: int, monkeypatch):
 
 
 def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys, fixed_speed):
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50"))
     out = capsys.readouterr().out
     assert "90 training and 30 validation images" in out and out.startswith("Speed (training): ")
     assert re.search(r"^Epoch \[1/1\], Step \[3/3\] Loss: \d+\.\d{4}$", out, re.M)
@@ -43,7 +45,7 @@ def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys, fixed_spee
         assert state["arch"] == "resnet50" and state["epoch"] == 1 and state["recipe"]["epochs"] == 1
         assert {"optimizer", "scheduler", "torch_rng", "batches_rng"} <= state.keys()
     with pytest.raises(utils.UserError, match="already holds a run"):
-        train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
+        train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50"))
 
 
 def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch, fixed_speed):
@@ -66,9 +68,9 @@ def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch, fix
 
 
 def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys, fixed_speed):
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50"))
     target = tmp_path / "shipped.pt"
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--export", str(target)))
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50", "--export", str(target)))
     assert "after scaling the convolutions up" in capsys.readouterr().out
     shipped = models.load_checkpoint(target)
     assert shipped["model"]["fc.weight"].dtype == torch.float16 and "optimizer" not in shipped
@@ -79,9 +81,9 @@ def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys, fixed_s
 
 def test_init_from_an_exported_file_starts_from_the_run_s_own_weights(tiny_data, tmp_path, fixed_speed):
     """The export scales the convolutions up (for Adam); --init scales them back, or SGD would barely move them."""
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50"))
     target = tmp_path / "shipped.pt"
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--export", str(target)))
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50", "--export", str(target)))
     best = models.load_checkpoint(tmp_path / "best.pt")["model"]
     shipped = models.load_checkpoint(target)
     assert max(shipped["scaled_up"]["factors"]) > 2  # the file's convolutions are larger than the run's
@@ -89,6 +91,13 @@ def test_init_from_an_exported_file_starts_from_the_run_s_own_weights(tiny_data,
     for key, value in model.state_dict().items():
         if value.is_floating_point():  # fp16 storage: relative spacing 2^-10, absolute 2^-24 near zero (subnormals)
             assert torch.allclose(value, best[key].float(), rtol=2 ** -9, atol=2 ** -24), key
+
+
+def test_export_of_a_model_without_a_batch_norm_after_a_convolution_says_so(tiny_data, tmp_path, capsys, fixed_speed):
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1"))  # airbench: no nn.Sequential of conv and batch-norm
+    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--export", str(tmp_path / "shipped.pt")))
+    assert "(none feeds a batch-norm: k = 1)" in capsys.readouterr().out
+    assert models.load_checkpoint(tmp_path / "shipped.pt")["scaled_up"]["factors"] == []
 
 
 def test_a_second_stage_records_the_first(tiny_data, tmp_path, fixed_speed):

@@ -1,4 +1,5 @@
-"""train.py --teacher: knowledge distillation from a trained model (here a tiny VGG16 run) into the ResNet-50."""
+"""train.py --teacher: knowledge distillation from a trained model (here a tiny run of the airbench net, the
+project's own teacher: tools/train_teacher.py) into the ResNet-50."""
 import json
 
 import pytest
@@ -20,11 +21,11 @@ def tiny_run(data, out, *extra):
 
 @pytest.fixture(scope="module")
 def teacher(tiny_data, tmp_path_factory) -> str:
-    """The best.pt of a one-epoch VGG16 run on the tiny data: a checkpoint train.py wrote, with its metadata."""
+    """The best.pt of a one-epoch airbench run on the tiny data: a checkpoint train.py wrote, with its metadata."""
     out = tmp_path_factory.mktemp("teacher")
     with pytest.MonkeyPatch.context() as patch:  # the fixed_speed fixture, for a fixture of the whole module
         patch.setattr(speed, "choose", fixed_speed_choice)
-        train.main(tiny_run(tiny_data, out, "--model", "vgg16"))
+        train.main(tiny_run(tiny_data, out, "--model", "airbench"))
     return str(out / "best.pt")
 
 
