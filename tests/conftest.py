@@ -17,8 +17,8 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_folder(tmp_path_factory):
-    """Decoded-image caches (utils.image_cache) go to a folder of this test run, for the processes it starts too:
-    never the user's ~/.cache, and never a cache an earlier run left."""
+    """The user's cache (decoded images: utils.image_cache; the grader's mark of a reference that builds) is a folder
+    of this test run, for the processes it starts too: never ~/.cache, and never what an earlier run left there."""
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
 
 
