@@ -322,6 +322,8 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, argv, message):
 
 
 def test_a_reference_that_built_is_not_built_again_and_a_broken_one_stops_the_batch(tmp_path, monkeypatch):
+    import importlib.metadata
+
     from course.cli import UserError
     from grading.reference import ReferenceAnswers
 
@@ -334,7 +336,17 @@ def test_a_reference_that_built_is_not_built_again_and_a_broken_one_stops_the_ba
         again.check()
         assert again.process is None  # the mark of the first check: nothing built, no process started
     finally:
-        first.close(), again.close()
+        first.close()
+        again.close()
+
+    def no_metadata(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    with monkeypatch.context() as patch:  # a torch whose version cannot be read: no mark is believed or written
+        patch.setattr(importlib.metadata, "version", no_metadata)
+        unknown = ReferenceAnswers(ref)
+        assert unknown.version() is None
+        unknown.close()
     broken = Reference.load()
     broken.text += "\nraise RuntimeError('a TA broke the reference')\n"
     answers = ReferenceAnswers(broken)
