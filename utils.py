@@ -6,6 +6,7 @@ decoded copy kept in the user's cache folder for the next run (1 to 3 s to load,
 operations on the training device, and normalizes. No per-image PIL work in
 the training loop, which on a 2-core CPU would steal time from the model.
 """
+import contextlib
 import hashlib
 import pickle
 import zipfile
@@ -89,26 +90,26 @@ def image_cache(folder: Path, items: list[tuple[Path, int]]) -> tuple[Path, str]
     return user_cache("images", f"{name}.npz"), key.hexdigest()
 
 
+def _decode(items: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the images of list_image_folder's items into uint8 (N, 32, 32, 3), with their labels."""
+    return np.stack([read_image(path) for path, _ in items]), np.asarray([label for _, label in items], dtype=np.int64)
+
+
 def _read_image_folder(folder: Path, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Decode folder/<class>/* into uint8 images (N, 32, 32, 3) and CIFAR-10 labels, or load them from the cache
-    (cache=False: neither read nor write it)."""
+    """folder/<class>/* as uint8 images (N, 32, 32, 3) and labels, from the cache or decoded (cache=False: no cache)."""
     items = list_image_folder(folder)
-    place, key = image_cache(folder, items) if cache else (None, None)
-    if cache:
-        try:  # a cache of other images, or a damaged one (np.load checks each array's CRC-32), is not believed
-            with np.load(place, allow_pickle=False) as saved:
-                if saved["key"] == key:
-                    return saved["images"], saved["labels"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass
-    images = np.stack([read_image(path) for path, _ in items])
-    labels = np.asarray([label for _, label in items], dtype=np.int64)
-    if cache:
-        try:
-            with atomic_file(place) as f:
-                np.savez(f, images=images, labels=labels, key=key)
-        except OSError:  # a read-only or full cache folder only costs the decoding, next time too
-            pass
+    if not cache:
+        return _decode(items)
+    place, key = image_cache(folder, items)
+    try:  # a cache of other images, or a damaged one (np.load checks each array's CRC-32), is not believed
+        with np.load(place, allow_pickle=False) as saved:
+            if saved["key"] == key:
+                return saved["images"], saved["labels"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass
+    images, labels = _decode(items)
+    with contextlib.suppress(OSError), atomic_file(place) as f:  # a read-only or full cache folder: decoded next time
+        np.savez(f, images=images, labels=labels, key=key)
     return images, labels
 
 

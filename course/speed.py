@@ -50,6 +50,36 @@ class Config:
 COURSE_WAY = Config("fp32", channels_last=False, matmul_1x1=False)  # the course's loop: the baseline of every speedup
 
 
+# ---------------------------------------------------- the device and the seeds
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The requested device, else cuda, then mps, then cpu."""
+    if name:
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise UserError(f"unknown device '{name}': use cpu, cuda, cuda:1 or mps.") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here. "
+                            "Leave --device out to use the best device available.")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise UserError(f"--device {name} was asked for, but MPS is not available here. "
+                            "Leave --device out to use the best device available.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 # ---------------------------------------------------------- applying a config
 
 class MatmulConv1x1(nn.Conv2d):
@@ -106,34 +136,6 @@ def autocast(device: torch.device, config: Config):
 
 
 # ------------------------------------------------------------------ the rules
-
-def pick_device(name: str | None = None) -> torch.device:
-    """The requested device, else cuda, then mps, then cpu."""
-    if name:
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise UserError(f"unknown device '{name}': use cpu, cuda, cuda:1 or mps.") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here. "
-                            "Leave --device out to use the best device available.")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise UserError(f"--device {name} was asked for, but MPS is not available here. "
-                            "Leave --device out to use the best device available.")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
 
 def native_bf16(device: torch.device) -> bool:
     """Whether the hardware computes in bf16 natively (CPU: AVX512_BF16 or AMX; GPU: Ampere or later)."""

@@ -30,11 +30,11 @@ def main(argv=None) -> None:
     device = speed.pick_device()
     speed.seed_everything(0)
     classes = utils.CIFAR10_CLASSES
-    # cache=False: the course's notebook decoded the images on every run; main.py keeps them decoded
-    train_data = course_loader(*utils.load_data("train", args.data_dir, classes, cache=False), args.batch_size, device,
-                               True)
-    test_data = course_loader(*utils.load_data("test", args.data_dir, classes, cache=False), EVAL_BATCH_SIZE, device,
-                              False)
+    # decoded on every run (cache=False), as the course's notebook did
+    train_set = utils.load_data("train", args.data_dir, classes, cache=False)
+    test_set = utils.load_data("test", args.data_dir, classes, cache=False)
+    train_data = course_loader(*train_set, args.batch_size, device, True)
+    test_data = course_loader(*test_set, EVAL_BATCH_SIZE, device, False)
     model = models.build_model(args.model, len(classes)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train_one_epoch(model, train_data, optimizer, nn.CrossEntropyLoss(), device, 1, 1, config=speed.COURSE_WAY)

@@ -86,18 +86,17 @@ class ReferenceAnswers:
         """Build every blank of the reference once, so that a broken reference stops the batch before it starts.
         A reference that built before, with the same grader, Python and torch, is not built again: a mark in the
         user's cache says so (5 s of every batch on 2 cores)."""
-        version = self.version()
-        mark = user_cache("grader", f"reference-builds-{version}")
-        if version and mark.is_file():
+        mark = self.mark()
+        if mark is not None and mark.is_file():
             return
         self.answers(0, [(kind, b) for kind in KINDS for b in self.ref.blanks])
-        if version:
+        if mark is not None:
             with contextlib.suppress(OSError):  # a cache that cannot be written only costs the check next time
                 write_atomically(mark, "")
 
-    def version(self) -> str | None:
-        """What decides whether the reference builds: its text, the grader's code, Python and torch (None when
-        torch's version cannot be read without importing it: then the check runs every batch)."""
+    def mark(self) -> Path | None:
+        """The mark of this reference building, named by what decides it: its text, the grader's code, Python and
+        torch (None when torch's version cannot be read without importing it: then the check runs every batch)."""
         key = hashlib.sha256(self.ref.text.encode())
         for path in sorted([*PACKAGE.glob("*.py"), ASSIGNMENT]):
             key.update(path.read_bytes())
@@ -106,7 +105,7 @@ class ReferenceAnswers:
         except importlib.metadata.PackageNotFoundError:  # a torch installed without its metadata
             return None
         key.update(f"{sys.executable} {sys.version} {torch_version}".encode())
-        return key.hexdigest()[:32]
+        return user_cache("grader", f"reference-builds-{key.hexdigest()[:32]}")
 
     def close(self) -> None:
         """End the process and remove its files."""

@@ -83,13 +83,12 @@ def two_rank_runs(tiny_data, tmp_path_factory) -> dict:
     with rank 1 failing at the start of epoch 2 (nothing saved), then resumed to the end. One chain for both kinds
     of interruption: one launch fewer than a separate run for the failing rank."""
     out = tmp_path_factory.mktemp("ddp")
-    flags = CHAIN_FLAGS
     straight, killed = side_by_side(
-        lambda: launch(2, tiny_run(tiny_data, out / "straight", *flags)),
-        lambda: launch(2, tiny_run(tiny_data, out / "resumed", *flags), "--kill-at-epoch", "2"))
+        lambda: launch(2, tiny_run(tiny_data, out / "straight", *CHAIN_FLAGS)),
+        lambda: launch(2, tiny_run(tiny_data, out / "resumed", *CHAIN_FLAGS), "--kill-at-epoch", "2"))
     ran(straight)  # independent runs: side by side, each one's imports and rendezvous overlap the other's work
-    failed = launch(2, tiny_run(tiny_data, out / "resumed", *flags, "--resume"), "--fail-on-rank-1-at-epoch", "2")
-    resumed = ran(launch(2, tiny_run(tiny_data, out / "resumed", *flags, "--resume")))
+    failed = launch(2, tiny_run(tiny_data, out / "resumed", *CHAIN_FLAGS, "--resume"), "--fail-on-rank-1-at-epoch", "2")
+    resumed = ran(launch(2, tiny_run(tiny_data, out / "resumed", *CHAIN_FLAGS, "--resume")))
     return {"out": out, "straight": straight, "killed": killed, "failed": failed, "resumed": resumed,
             "data": tiny_data}
 
