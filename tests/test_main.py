@@ -82,6 +82,7 @@ def test_main_end_to_end(runs, tiny_checkpoint):
     assert [m.groups() for m in map(STEP_LINE.match, lines) if m] == [("10", "10")]  # the last step's line
     assert sum(bool(ACCURACY_LINE.match(line)) for line in lines) == 1
     assert "Device: cpu" in result.stdout and re.search(r"Done in (\d+ min )?\d+ s on cpu", result.stdout)
+    assert f"Saved the fine-tuned weights to {out}" in result.stdout  # "trained" when from random weights
     assert "Traceback" not in result.stderr
     # output from the first second: a line per phase, then progress lines that are visibly not course lines
     assert [line.split(":")[0] for line in lines[:5]] == ["Model", "Device", "Data", "Speed (training)", "  .. epoch 1"]
@@ -258,17 +259,16 @@ def test_out_may_not_be_the_pretrained_file(capsys, tiny_data, tiny_checkpoint):
     assert tiny_checkpoint.read_bytes() == before
 
 
-def test_each_fine_tune_writes_a_new_file_and_says_where(tiny_data, tiny_checkpoint, tmp_path, capsys, monkeypatch,
-                                                         fixed_speed):  # no timing at batch 60: not the subject
-    monkeypatch.chdir(tmp_path)
-    argv = ["--data-dir", tiny_data, "--checkpoint", tiny_checkpoint, "--batch-size", "60", "--device", "cpu"]
+def test_each_fine_tune_writes_a_new_file_and_says_where(tiny_data, tmp_path, capsys, monkeypatch, fixed_speed):
+    monkeypatch.chdir(tmp_path)  # the file's name is the subject: the small airbench net (0.5 s a run, not 7)
+    argv = ["--data-dir", tiny_data, "--model", "airbench", "--no-pretrained", "--batch-size", "60", "--device", "cpu"]
     stamps = iter(["20261124-080000", "20261124-080001"])
     monkeypatch.setattr(main, "timestamp", lambda: next(stamps))
     run_cli(main.main, [str(a) for a in argv])
     run_cli(main.main, [str(a) for a in argv])
     saved = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert saved == ["resnet50_finetuned_20261124-080000.pt", "resnet50_finetuned_20261124-080001.pt"]
-    assert "Saved the fine-tuned weights to runs/resnet50_finetuned_20261124-080001.pt" in capsys.readouterr().out
+    assert saved == ["airbench_finetuned_20261124-080000.pt", "airbench_finetuned_20261124-080001.pt"]
+    assert "Saved the trained weights to runs/airbench_finetuned_20261124-080001.pt" in capsys.readouterr().out
 
 
 def test_a_prepared_copy_under_data_is_found_without_data_dir(tiny_data, tmp_path, capsys, monkeypatch):

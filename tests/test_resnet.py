@@ -54,11 +54,11 @@ def test_forward_gives_the_same_logits_as_the_stages_one_by_one(model, images, l
 
 
 @pytest.mark.parametrize("num_classes", [10, 3])
-def test_parameter_count(impl, num_classes):
-    model = impl.ResNet50(num_classes=num_classes)
+def test_parameter_count(impl, model, num_classes):
+    counted = model if num_classes == 10 else impl.ResNet50(num_classes=num_classes)  # a build is 0.2 s: one more
     expected = 14_750_730 - (10 - num_classes) * 1025
-    assert sum(p.numel() for p in model.parameters()) == expected
-    assert len(model.state_dict()) == 373
+    assert sum(p.numel() for p in counted.parameters()) == expected
+    assert len(counted.state_dict()) == 373
 
 
 def test_course_alias(impl):
@@ -99,7 +99,7 @@ def test_block_parameter_counts(impl):
 def test_forward_backward(impl):
     torch.manual_seed(0)
     model = impl.ResNet50(num_classes=10)
-    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
     loss = torch.nn.functional.cross_entropy(model(images), labels)
     loss.backward()
     assert torch.isfinite(loss)
