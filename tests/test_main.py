@@ -64,9 +64,9 @@ def runs(tiny_data, tiny_checkpoint, tmp_path_factory) -> Iterator[Runs]:
         "evaluate_only": lambda: run_main("--data-dir", tiny_data, "--no-pretrained", "--epochs", 0,
                                           "--classes", "cat,dog", "--out", folder / "never.pt"),
         "bad_input": lambda: run_main("--data-dir", folder / "empty", "--no-pretrained"),
-        "closed_stdout": lambda: closed_stdout_run("--data-dir", tiny_data, "--no-pretrained", "--batch-size", 60,
-                                                   "--precision", "fp32", "--out", folder / "closed.pt",
-                                                   "--device", "cpu"),
+        "closed_stdout": lambda: closed_stdout_run("--data-dir", tiny_data, "--model", "airbench", "--no-pretrained",
+                                                   "--batch-size", 60, "--precision", "fp32",
+                                                   "--out", folder / "closed.pt", "--device", "cpu"),
         "help_buffered": lambda: closed_stdout_run("--help"),
         "help_unbuffered": lambda: closed_stdout_run("--help", buffered=False),
     }
