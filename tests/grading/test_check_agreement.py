@@ -37,14 +37,13 @@ IDENTITY_SHORTCUT = ("            self.shortcut = nn.Identity() if in_channels =
 STEM_RELU = "            nn.BatchNorm2d(64),\n            nn.ReLU(inplace=True),\n"
 DOWN_BRANCH = "".join(find_blanks(REFERENCE)[0]["block_downsample"].lines)
 
-DOWN_256 = ("block_downsample", "conv1x1(middle_channels, out_channels", "conv1x1(middle_channels, 256")
-FC_2048 = ("nn.Linear(1024, num_classes)", "nn.Linear(2048, num_classes)")
 # Two mistakes in two blanks share a file where neither blank's check builds the other's code (a block's mistake
 # never shares a file with a layer's): each must show in its own blank only, in both tools. 12 files, not 19: a
 # graded file costs about 4 s of a core.
 CASES = {  # name: (the file, the blanks that fail)
-    "block_downsample_with_256_written_and_fc_with_2048_in": (edit(in_blank(*DOWN_256), FC_2048),
-                                                              {"block_downsample", "fc"}),
+    "block_downsample_with_256_written_and_fc_with_2048_in": (
+        edit(in_blank("block_downsample", "conv1x1(middle_channels, out_channels", "conv1x1(middle_channels, 256"),
+             ("nn.Linear(1024, num_classes)", "nn.Linear(2048, num_classes)")), {"block_downsample", "fc"}),
     "stride_on_the_3x3_and_stem_with_padding_2": (
         edit(in_blank("block_downsample", "stride=2, padding=0", "stride=1, padding=0",
                       in_blank("block_downsample", "stride=1, padding=1", "stride=2, padding=1")),
