@@ -1,9 +1,12 @@
 """train.py: a tiny from-scratch run, its checkpoints, resume after an interruption, and export."""
+import contextlib
+import io
 import json
 import re
 
 import pytest
 import torch
+from conftest import fixed_speed_choice
 
 import train
 import utils
@@ -13,8 +16,8 @@ from course import models, resume, speed
 def tiny_run(data, out, *extra):
     """A tiny run in fp32 (a later --precision wins): no test depends on whether the CPU has native bf16.
     All but the EMA test (auto) also take fixed_speed: speed is not their subject. The small airbench net (a later
-    --model wins): the tests of resuming, exporting and recording test train.py, not a model; the first test runs
-    the ResNet-50."""
+    --model wins): the tests of resuming, exporting and recording test train.py, not a model; one ResNet-50 run
+    (resnet50_run) serves the tests of what a run and its export write."""
     return ["--data-dir", str(data), "--out", str(out), "--val-per-class", "3", "--batch-size", "32", "--device", "cpu",
             "--precision", "fp32", "--model", "airbench", *extra]
 
@@ -32,20 +35,35 @@ def interrupt_at_epoch(epoch: int, monkeypatch):
     return real_epoch
 
 
-def test_run_saves_last_best_and_history(tiny_data, tmp_path, capsys, fixed_speed):
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50"))
-    out = capsys.readouterr().out
-    assert "90 training and 30 validation images" in out and out.startswith("Speed (training): ")
-    assert re.search(r"^Epoch \[1/1\], Step \[3/3\] Loss: \d+\.\d{4}$", out, re.M)
-    assert re.search(r"^Accuracy of the model on the validation images: \d+\.\d{2} %$", out, re.M)
-    history = json.loads((tmp_path / "history.json").read_text())
+@pytest.fixture(scope="module")
+def resnet50_run(tiny_data, tmp_path_factory) -> dict:
+    """One epoch of the ResNet-50 and its export, shared by the tests of what they write: {"out", "printed",
+    "exported", "target"} (the printed text of the run and of the export)."""
+    out = tmp_path_factory.mktemp("resnet50")
+    target = out / "shipped.pt"
+    printed = {}
+    with pytest.MonkeyPatch.context() as patch:  # the fixed_speed fixture, for a fixture of the whole module
+        patch.setattr(speed, "choose", fixed_speed_choice)
+        for name, extra in (("printed", ()), ("exported", ("--export", str(target)))):
+            with contextlib.redirect_stdout(io.StringIO()) as text:
+                train.main(tiny_run(tiny_data, out, "--epochs", "1", "--model", "resnet50", *extra))
+            printed[name] = text.getvalue()
+    return {"out": out, "target": target, **printed}
+
+
+def test_run_saves_last_best_and_history(resnet50_run, tiny_data):
+    out, printed = resnet50_run["out"], resnet50_run["printed"]
+    assert "90 training and 30 validation images" in printed and printed.startswith("Speed (training): ")
+    assert re.search(r"^Epoch \[1/1\], Step \[3/3\] Loss: \d+\.\d{4}$", printed, re.M)
+    assert re.search(r"^Accuracy of the model on the validation images: \d+\.\d{2} %$", printed, re.M)
+    history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1]
     for name in ("last.pt", "best.pt"):
-        state = models.load_checkpoint(tmp_path / name)
+        state = models.load_checkpoint(out / name)
         assert state["arch"] == "resnet50" and state["epoch"] == 1 and state["recipe"]["epochs"] == 1
         assert {"optimizer", "scheduler", "torch_rng", "batches_rng"} <= state.keys()
     with pytest.raises(utils.UserError, match="already holds a run"):
-        train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50"))
+        train.main(tiny_run(tiny_data, out, "--epochs", "1", "--model", "resnet50"))
 
 
 def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch, fixed_speed):
@@ -67,24 +85,20 @@ def test_resume_continues_where_it_stopped(tiny_data, tmp_path, monkeypatch, fix
         assert torch.allclose(value.float(), resumed["model"][key].float(), atol=1e-3), key
 
 
-def test_export_writes_a_small_checked_copy(tiny_data, tmp_path, capsys, fixed_speed):
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50"))
-    target = tmp_path / "shipped.pt"
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50", "--export", str(target)))
-    assert "after scaling the convolutions up" in capsys.readouterr().out
+def test_export_writes_a_small_checked_copy(resnet50_run):
+    out, target = resnet50_run["out"], resnet50_run["target"]
+    assert "after scaling the convolutions up" in resnet50_run["exported"]
     shipped = models.load_checkpoint(target)
     assert shipped["model"]["fc.weight"].dtype == torch.float16 and "optimizer" not in shipped
-    assert target.stat().st_size < 0.6 * (tmp_path / "best.pt").stat().st_size
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".check")] == []
+    assert target.stat().st_size < 0.6 * (out / "best.pt").stat().st_size
+    assert [p.name for p in out.iterdir() if p.name.endswith(".check")] == []
     assert len(shipped["scaled_up"]["factors"]) == 53
 
 
-def test_init_from_an_exported_file_starts_from_the_run_s_own_weights(tiny_data, tmp_path, fixed_speed):
+def test_init_from_an_exported_file_starts_from_the_run_s_own_weights(resnet50_run):
     """The export scales the convolutions up (for Adam); --init scales them back, or SGD would barely move them."""
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50"))
-    target = tmp_path / "shipped.pt"
-    train.main(tiny_run(tiny_data, tmp_path, "--epochs", "1", "--model", "resnet50", "--export", str(target)))
-    best = models.load_checkpoint(tmp_path / "best.pt")["model"]
+    best = models.load_checkpoint(resnet50_run["out"] / "best.pt")["model"]
+    target = resnet50_run["target"]
     shipped = models.load_checkpoint(target)
     assert max(shipped["scaled_up"]["factors"]) > 2  # the file's convolutions are larger than the run's
     model, _ = train.starting_model(train.parse_args(["--init", str(target)]), tuple(shipped["classes"]))
