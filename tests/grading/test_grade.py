@@ -79,10 +79,11 @@ def several_mistakes_text() -> str:
 SUBMISSIONS = {  # student -> (file text, expected points per blank that are not full)
     "reference": (REFERENCE_TEXT, {}),
     "equivalent": (equivalent_text(), {}),
-    "stride_on_3x3": (edit(REFERENCE_TEXT, (DOWN_1X1, DOWN_1X1.replace("stride=2", "stride=1")),
-                           (DOWN_3X3, DOWN_3X3.replace("stride=1", "stride=2"))), {"block_downsample": 0}),
-    "no_padding_3x3": (edit(REFERENCE_TEXT, (SAME_3X3, SAME_3X3.replace("padding=1", "padding=0"))),
-                       {"block_same": 0}),
+    # two classic mistakes in two blanks that build nothing of each other: one file (a sandbox costs seconds)
+    "stride_on_3x3_no_padding": (edit(REFERENCE_TEXT, (DOWN_1X1, DOWN_1X1.replace("stride=2", "stride=1")),
+                                      (DOWN_3X3, DOWN_3X3.replace("stride=1", "stride=2")),
+                                      (SAME_3X3, SAME_3X3.replace("padding=1", "padding=0"))),
+                                 {"block_downsample": 0, "block_same": 0}),
     "several_mistakes": (several_mistakes_text(), {"layer2": 0, "layer3": 0, "fc": 0}),
     "mangled_markers": (mangled_text(), {"avgpool": 0, "fc": 0}),
     # harmless global changes at import: the probes are drawn in float32 from their own generators
@@ -238,19 +239,19 @@ def test_reference_and_equivalent_verdicts(batch):
 
 def test_classic_mistakes_are_explained(batch):
     stdout, _, results = batch
-    stride = output(results, "stride_on_3x3", "block_downsample")
-    assert "verdict: different" in stride and STRIDE_NOTE in stride
-    assert "FAIL test_block_downsamples" in stride
-    padding = output(results, "no_padding_3x3", "block_same")
-    assert "verdict: different" in padding and PADDING_NOTE in padding
-    assert "FAIL test_block_keeps_size" in padding
+    stride = output(results, "stride_on_3x3_no_padding", "block_downsample")
+    assert "verdict: different" in stride and STRIDE_NOTE in stride and PADDING_NOTE not in stride
+    assert "FAIL test_block_downsamples" in stride and "test_block_keeps_size" not in stride
+    padding = output(results, "stride_on_3x3_no_padding", "block_same")
+    assert "verdict: different" in padding and PADDING_NOTE in padding and STRIDE_NOTE not in padding
+    assert "FAIL test_block_keeps_size" in padding and "test_block_downsamples" not in padding
     layer2 = output(results, "several_mistakes", "layer2")
     assert "downsample=True, the reference has downsample=False" in layer2
     assert "its shapes are right" in layer2  # same shapes, other design
     assert "what it builds differs" in layer2
     assert "middle_channels=64, the reference has middle_channels=128" in output(results, "several_mistakes", "layer3")
     assert "in_features=2048, the reference has in_features=1024" in output(results, "several_mistakes", "fc")
-    assert "Total: 70/90" in stdout.split("Submission: stride_on_3x3")[1].split("Submission:")[0]
+    assert "Total: 50/90" in stdout.split("Submission: stride_on_3x3_no_padding")[1].split("Submission:")[0]
 
 
 def test_broken_markers_give_missing(batch):

@@ -109,17 +109,17 @@ COHORT = {  # student -> (file bytes, points of the blanks that lose any, words 
     "bom_from_windows": (b"\xef\xbb\xbf" + REFERENCE.replace("\n", "\r\n").encode(), {}, []),
     "latin1_with_coding_line": (("# -*- coding: latin-1 -*-\n# Réponses de l'étudiant, élève n° 7\n"
                                  + REFERENCE).encode("latin-1"), {}, []),
-    "constant_arithmetic": (edit(REFERENCE, ("ResidualBlock(64, 64, 256, downsample=False),",
-                                             "ResidualBlock(64, 64, 64 * 4, downsample=False),"),
-                                 ("nn.Linear(1024, num_classes)", "nn.Linear(1024 * 1 * 1, num_classes)")).encode(),
-                            {}, []),
-    "comprehension_over_i": (answered("layer4", "            *[ResidualBlock(512 if i == 0 else 1024, 256, 1024)"
-                                       " for i in range(6)],\n").encode(), {}, []),
+    # two students' forms in one file where they are in blanks that build nothing of each other (a file: seconds)
+    "constant_arithmetic_and_comprehension_over_i": (
+        answered("layer4", "            *[ResidualBlock(512 if i == 0 else 1024, 256, 1024) for i in range(6)],\n",
+                 edit(REFERENCE, ("ResidualBlock(64, 64, 256, downsample=False),",
+                                  "ResidualBlock(64, 64, 64 * 4, downsample=False),"),
+                      ("nn.Linear(1024, num_classes)", "nn.Linear(1024 * 1 * 1, num_classes)"))).encode(), {}, []),
     "inline_layers": (edit(REFERENCE, (DOWNSAMPLE, INLINE_NESTED)).encode(), {}, []),
     "inline_layers_ungrouped": (edit(REFERENCE, (DOWNSAMPLE, INLINE_FLAT)).encode(), {"block_downsample": 0}, []),
-    "hardcoded_channels": (edit(REFERENCE, (SAME, HARDCODED)).encode(), {"block_same": 0}, []),
-    "fc_for_ten_classes_only": (edit(REFERENCE, ("nn.Linear(1024, num_classes)", "nn.Linear(1024, 10)")).encode(),
-                                {"fc": 0}, []),
+    "hardcoded_channels_and_fc_for_ten_classes_only": (
+        edit(REFERENCE, (SAME, HARDCODED), ("nn.Linear(1024, num_classes)", "nn.Linear(1024, 10)")).encode(),
+        {"block_same": 0, "fc": 0}, []),
     "answer_after_the_end_marker": (edit(REFERENCE, (FC, AFTER_FC)).encode(), {},
                                     ["just after END BLANK fc", "the answer is just outside the markers"]),
     "seventh_block_after_layer4": (edit(REFERENCE, ("            # END BLANK layer4\n", SEVENTH)).encode(),
@@ -189,8 +189,10 @@ def test_review_flags_in_csv_and_listing(cohort, student):
 
 def test_unusual_but_right_forms_are_equivalent(cohort):
     _, _, results = cohort
-    assert blank(results, "constant_arithmetic", "layer2").startswith("verdict: equivalent")
-    assert blank(results, "comprehension_over_i", "layer4").startswith("verdict: equivalent")
+    both = "constant_arithmetic_and_comprehension_over_i"
+    assert blank(results, both, "layer2").startswith("verdict: equivalent")
+    assert blank(results, both, "fc").startswith("verdict: equivalent")
+    assert blank(results, both, "layer4").startswith("verdict: equivalent")
     inline = blank(results, "inline_layers", "block_downsample")
     assert inline.startswith("verdict: equivalent") and BUILD_NOTE in inline and "in form:" in inline
     for student in ("bom_from_windows", "latin1_with_coding_line"):
@@ -201,8 +203,9 @@ def test_wrong_builds_are_explained(cohort):
     _, rows, results = cohort
     ungrouped = blank(results, "inline_layers_ungrouped", "block_downsample")
     assert "grouped differently" in ungrouped and "checkpoint's weights would not load" in ungrouped
-    assert "ResidualBlock(12, 4, 20, False)" in blank(results, "hardcoded_channels", "block_same")
-    assert "ResNet50(7).fc" in blank(results, "fc_for_ten_classes_only", "fc")
+    both = "hardcoded_channels_and_fc_for_ten_classes_only"
+    assert "ResidualBlock(12, 4, 20, False)" in blank(results, both, "block_same")
+    assert "ResNet50(7).fc" in blank(results, both, "fc") and "ResNet50(7).fc" not in blank(results, both, "block_same")
     assert "it has 7 parts where the reference has 6" in rows["seventh_block_after_layer4"]["notes"]
     assert "padding=0 on the 3x3" in rows["monkeypatched_conv2d"]["notes"]  # every note, not only the first
     assert "what it builds differs" in rows["monkeypatched_conv2d"]["notes"]
