@@ -186,7 +186,7 @@ def test_ctrl_c_keeps_the_graded_rows_and_resume_grades_only_the_rest(tmp_path):
 
     subs, table = tmp_path / "subs", tmp_path / "grades.csv"
     subs.mkdir()
-    for name in ("ann", "ben", "cat"):  # two left after the first: seconds for Ctrl-C to land
+    for name in ("ann", "ben"):  # one left after the first: its sandbox takes seconds, for Ctrl-C to land
         (subs / f"{name}.py").write_text(REFERENCE)
     command = [sys.executable, str(ROOT / "grade.py"), "check", str(subs), "--csv", str(table), "--jobs", "1"]
     # SIGINT as in a terminal, even where this test runs in the background (there it is inherited ignored)
@@ -195,7 +195,7 @@ def test_ctrl_c_keeps_the_graded_rows_and_resume_grades_only_the_rest(tmp_path):
     seen = []
     for line in batch.stderr:  # Ctrl-C once the first student is graded, as a TA would press it
         seen.append(line)
-        if line.startswith("[1/3] "):
+        if line.startswith("[1/2] "):
             batch.send_signal(signal.SIGINT)
             break
     out, err = batch.communicate(timeout=300)
@@ -205,7 +205,7 @@ def test_ctrl_c_keeps_the_graded_rows_and_resume_grades_only_the_rest(tmp_path):
         rows = {row["student"]: row for row in csv.DictReader(f)}
     graded = [s for s, row in rows.items() if row["total"] == "90"]
     pending = [s for s, row in rows.items() if row["review"] == "not graded yet: the batch was interrupted"]
-    assert sorted(graded + pending) == sorted(rows) == ["ann", "ben", "cat"] and pending
+    assert sorted(graded + pending) == sorted(rows) == ["ann", "ben"] and pending
     assert f"the other {len(pending)} rows of {table} say" in err and "again with --resume" in err
     done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
