@@ -141,7 +141,7 @@ def test_sync_bn_is_refused_on_the_cpu(tmp_path):
 def test_experiments_three_class_under_torchrun(tiny_data, tmp_path):
     # --small-model: the name vgg16-course builds the small airbench net. The subject is how reports.py runs under
     # torchrun (what rank 0 alone writes, what it records), not VGG16 (tests/experiments/test_experiments.py trains
-    # it): 15 core-seconds less, and 0.5 GB of checkpoints not written
+    # it): 20 core-seconds, not 28, and 0.03 GB of checkpoints written, not 0.54
     out = tmp_path / "three-class"
     result = ran(launch(2, ["three-class", "--data-dir", str(tiny_data), "--out", str(out), "--epochs", "1",
                             "--models", "vgg16-course", "--val-per-class", "2", "--device", "cpu",
