@@ -1,4 +1,5 @@
 """Shared fixtures. `--impl FILE` runs the per-layer tests against another resnet.py (a student's)."""
+import contextlib
 import importlib.util
 import os
 import sys
@@ -119,9 +120,19 @@ def side_by_side(*calls):
         return [future.result() for future in [pool.submit(call) for call in calls]]
 
 
-@pytest.fixture
-def fixed_speed(monkeypatch):
-    """speed.choose is fixed_speed_choice during the test (tests/course/test_speed.py tests the real one)."""
+@contextlib.contextmanager
+def speed_fixed():
+    """speed.choose is fixed_speed_choice inside the block (tests/course/test_speed.py tests the real one); for a
+    fixture of a whole module, which cannot take the fixed_speed fixture."""
     from course import speed
 
-    monkeypatch.setattr(speed, "choose", fixed_speed_choice)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(speed, "choose", fixed_speed_choice)
+        yield
+
+
+@pytest.fixture
+def fixed_speed():
+    """speed.choose is fixed_speed_choice during the test."""
+    with speed_fixed():
+        yield

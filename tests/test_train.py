@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from conftest import fixed_speed_choice
+from conftest import speed_fixed
 
 import train
 import utils
@@ -42,8 +42,7 @@ def resnet50_run(tiny_data, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("resnet50")
     target = out / "shipped.pt"
     printed = {}
-    with pytest.MonkeyPatch.context() as patch:  # the fixed_speed fixture, for a fixture of the whole module
-        patch.setattr(speed, "choose", fixed_speed_choice)
+    with speed_fixed():
         for name, extra in (("printed", ()), ("exported", ("--export", str(target)))):
             with contextlib.redirect_stdout(io.StringIO()) as text:
                 train.main(tiny_run(tiny_data, out, "--epochs", "1", "--model", "resnet50", *extra))

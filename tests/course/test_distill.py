@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import fixed_speed_choice
+from conftest import speed_fixed
 
 import train
 import utils
@@ -25,8 +25,7 @@ def tiny_run(data, out, *extra):
 def teacher(tiny_data, tmp_path_factory) -> str:
     """The best.pt of a one-epoch airbench run on the tiny data: a checkpoint train.py wrote, with its metadata."""
     out = tmp_path_factory.mktemp("teacher")
-    with pytest.MonkeyPatch.context() as patch:  # the fixed_speed fixture, for a fixture of the whole module
-        patch.setattr(speed, "choose", fixed_speed_choice)
+    with speed_fixed():
         train.main(tiny_run(tiny_data, out))
     return str(out / "best.pt")
 
